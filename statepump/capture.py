@@ -273,7 +273,7 @@ def format_enqueued_time(when: datetime) -> str:
     when = _as_utc(when)
     hour12 = when.hour % 12 or 12
     half = "AM" if when.hour < 12 else "PM"
-    return f"{when.month}/{when.day}/{when.year} {hour12}:{when.minute:02d}:{when.second:02d} {half}"
+    return f"{when.month}/{when.day}/{when.year:04d} {hour12}:{when.minute:02d}:{when.second:02d} {half}"
 
 
 @functools.lru_cache(maxsize=4096)
