@@ -1,0 +1,29 @@
+"""statepump: keep an application's configuration in RAM, folded from an Event Hubs partition."""
+
+from statepump.errors import (
+    ConfigError,
+    PoisonEventError,
+    SequenceGapError,
+    SnapshotCorrupt,
+    SnapshotExists,
+    StatepumpError,
+)
+from statepump.events import Event, PartitionBounds, Version
+from statepump.reducers import Reducer, config, load_reducer, markup, reducer
+
+__all__ = [
+    "ConfigError",
+    "Event",
+    "PartitionBounds",
+    "PoisonEventError",
+    "Reducer",
+    "SequenceGapError",
+    "SnapshotCorrupt",
+    "SnapshotExists",
+    "StatepumpError",
+    "Version",
+    "config",
+    "load_reducer",
+    "markup",
+    "reducer",
+]
