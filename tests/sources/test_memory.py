@@ -25,7 +25,9 @@ class TestMemoryConformance(SourceConformance):
 async def test_live_read_wakes_on_append_from_another_thread() -> None:
     source = MemorySource(max_wait=30)
     reader = asyncio.create_task(collect(source, -1, 1, timeout=10))
-    await asyncio.sleep(0)  # let the reader register before the append
+    async with asyncio.timeout(10):
+        while not source._waiters:  # the wake-up is what is tested: append only once the reader waits
+            await asyncio.sleep(0.001)
     await asyncio.to_thread(source.append, {"op": "set", "path": "a", "value": 1})
     events = await reader
     assert [e.sequence for e in events] == [0]

@@ -1,0 +1,121 @@
+"""The fold: order, batching, duplicates, gaps, poison."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyrsistent import pmap
+
+from statepump.errors import SequenceGapError
+from statepump.events import Version
+from statepump.fold import FoldGap, fold
+from statepump.reducers import Reducer, config
+from tests.core.strategies import T0, bodies, event, events_from
+
+START = Version(config.initial, -1, None, "0")
+
+
+def one_at_a_time(version: Version, events: list) -> Version:
+    for e in events:
+        version = fold(version, [e], config, applied_at=T0, policy="skip").version
+    return version
+
+
+@given(st.lists(bodies, max_size=40), st.lists(st.integers(1, 7), max_size=10))
+@settings(max_examples=200, deadline=None)
+def test_any_batching_gives_the_same_state(body_list: list[bytes], cuts: list[int]) -> None:
+    events = events_from(body_list)
+    whole = fold(START, events, config, applied_at=T0, policy="skip").version
+    version, i = START, 0
+    for size in [*cuts, len(events)]:
+        version = fold(version, events[i : i + size], config, applied_at=T0, policy="skip").version
+        i += size
+    assert version.state == whole.state == one_at_a_time(START, events).state
+    assert version.sequence == whole.sequence == len(events) - 1
+
+
+@given(st.lists(bodies, min_size=1, max_size=30), st.data())
+@settings(max_examples=100, deadline=None)
+def test_redelivered_events_are_skipped_and_counted(body_list: list[bytes], data: st.DataObject) -> None:
+    events = events_from(body_list)
+    replay_from = data.draw(st.integers(0, len(events) - 1))
+    first = fold(START, events, config, applied_at=T0, policy="skip")
+    again = fold(first.version, events[replay_from:], config, applied_at=T0, policy="skip")
+    assert again.duplicates == len(events) - replay_from
+    assert again.applied == 0
+    assert again.version is first.version  # nothing moved: the very same published object
+
+
+def test_a_gap_raises_naming_both_numbers_and_keeps_the_events_before_it() -> None:
+    events = [
+        event(0, b'{"op":"set","path":"a","value":1}'),
+        event(1, b'{"op":"set","path":"b","value":2}'),
+        event(5, b'{"op":"set","path":"c","value":3}'),
+    ]
+    with pytest.raises(SequenceGapError, match=r"expected event 2 but got 5 \(events 2\.\.4 are missing\)") as info:
+        fold(START, events, config, applied_at=T0)
+    assert isinstance(info.value, FoldGap)
+    partial = info.value.result.version
+    assert partial.sequence == 1
+    assert dict(partial.state) == {"a": 1, "b": 2}
+
+
+def test_a_gap_at_the_start_of_a_batch_applies_nothing() -> None:
+    with pytest.raises(SequenceGapError) as info:
+        fold(START, [event(3, b"{}")], config, applied_at=T0)
+    assert info.value.expected == 0 and info.value.got == 3
+    assert info.value.result.version is START
+
+
+POISON = b'{"op": "frobnicate", "path": "a"}'
+
+
+def test_stop_policy_keeps_the_last_good_version_and_reports_the_poison_event() -> None:
+    events = [
+        event(0, b'{"op":"set","path":"a","value":1}'),
+        event(1, POISON),
+        event(2, b'{"op":"set","path":"b","value":2}'),
+    ]
+    result = fold(START, events, config, applied_at=T0, policy="stop")
+    assert result.version.sequence == 0
+    assert dict(result.version.state) == {"a": 1}
+    assert result.stopped is not None
+    assert result.stopped.event.sequence == 1
+    assert "unknown op 'frobnicate'" in result.stopped.error
+
+
+def test_skip_policy_records_the_poison_event_and_goes_on() -> None:
+    events = [
+        event(0, b'{"op":"set","path":"a","value":1}'),
+        event(1, b"not json"),
+        event(2, b'{"op":"set","path":"b","value":2}'),
+    ]
+    result = fold(START, events, config, applied_at=T0, policy="skip")
+    assert result.version.sequence == 2
+    assert dict(result.version.state) == {"a": 1, "b": 2}
+    assert [p.event.sequence for p in result.skipped] == [1]
+    assert "not valid JSON" in result.skipped[0].error
+    assert result.applied == 2
+
+
+def test_a_reducer_that_raises_midway_leaves_no_half_applied_state() -> None:
+    def two_keys_then_fail(state, event):  # type: ignore[no-untyped-def]
+        state = state.set("first", event.sequence)
+        if event.sequence == 1:
+            raise RuntimeError("boom after writing one key")
+        return state.set("second", event.sequence)
+
+    r = Reducer("t", 1, two_keys_then_fail, pmap())
+    start = Version(r.initial, -1, None, "0")
+    result = fold(start, [event(0, b""), event(1, b"")], r, applied_at=T0, policy="stop")
+    assert dict(result.version.state) == {"first": 0, "second": 0}
+    assert result.stopped is not None and "RuntimeError: boom" in result.stopped.error
+
+
+def test_versions_carry_the_last_events_time_and_the_apply_time() -> None:
+    events = events_from([b'{"op":"set","path":"a","value":1}'] * 3)
+    v = fold(START, events, config, applied_at=T0).version
+    assert v.enqueued_time == events[-1].enqueued_time
+    assert v.applied_at == T0
+    assert v.partition == "0"
