@@ -16,12 +16,9 @@ from typing import Any
 
 import pytest
 from lark.exceptions import LarkError
-from pycep import BicepParser
 
+from tests.deploy.bicep import BICEP, PARAMETERS, TEMPLATE, parse
 from tests.deploy.files import DEPLOY, KUBERNETES, toml_file, yaml_documents
-
-BICEP = DEPLOY / "azure" / "main.bicep"
-PARAMETERS = DEPLOY / "azure" / "main.parameters.json"
 
 # Built-in role definition IDs, the same in every tenant. Source: Microsoft
 # Learn, "Azure built-in roles for Analytics" (Event Hubs) and "... for Storage".
@@ -33,16 +30,6 @@ BUILT_IN_ROLES = {
 }
 DEFAULT_CAPTURE_NAME_FORMAT = "{Namespace}/{EventHub}/{PartitionId}/{Year}/{Month}/{Day}/{Hour}/{Minute}/{Second}"
 
-Template = dict[str, Any]
-
-
-def parse(text: str) -> Template:
-    # Round-trip through JSON: the parser's TypedDicts become plain dicts to index freely.
-    result: Template = json.loads(json.dumps(BicepParser().parse(text=text)))
-    return result
-
-
-TEMPLATE = parse(BICEP.read_text())
 RESOURCES: dict[str, Any] = TEMPLATE["resources"]
 VARIABLES: dict[str, Any] = TEMPLATE["variables"]
 PARAMETERS_DECLARED: dict[str, Any] = TEMPLATE["parameters"]

@@ -18,7 +18,15 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 from tests.deploy.commands import SECRET_SETTINGS, SHARED_SETTINGS, problems, setting_of_env, setting_of_toml_key
-from tests.deploy.files import KUBERNETES, console_scripts, kubernetes_objects, kustomization, toml_file
+from tests.deploy.files import (
+    DEPLOY,
+    KUBERNETES,
+    console_scripts,
+    kubernetes_objects,
+    kustomization,
+    toml_file,
+    yaml_documents,
+)
 
 OLDEST_KUBERNETES = "1.29"
 VERSIONS = [OLDEST_KUBERNETES, kubernetes_validate.latest_version()]
@@ -322,8 +330,6 @@ def test_the_secret_check_would_notice_a_connection_string() -> None:
 
 
 def test_every_yaml_file_under_deploy_parses() -> None:
-    from tests.deploy.files import DEPLOY, yaml_documents
-
     paths = sorted(DEPLOY.rglob("*.yaml")) + sorted(DEPLOY.rglob("*.yml"))
     assert paths
     for path in paths:

@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
+from tests.deploy.bicep import TEMPLATE
 from tests.deploy.commands import problems
 from tests.deploy.files import DEPLOY, console_scripts, kubernetes_objects, kustomization
-from tests.deploy.test_azure import TEMPLATE
 
 README = (DEPLOY / "README.md").read_text()
 
