@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import time
@@ -171,6 +172,13 @@ class DirectoryStore:
                 os.link(temp, final)
             except FileExistsError:
                 raise SnapshotExists(f"snapshot {name} already exists in {self.description}") from None
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                raise ConfigError(
+                    f"{self.description}: this filesystem cannot create hard links ({exc.strerror}), "
+                    "which create-only snapshot writes need; use a local filesystem or the Blob store"
+                ) from None
             stat = os.stat(final)
         finally:
             with contextlib.suppress(FileNotFoundError):
