@@ -9,6 +9,7 @@ from statepump.errors import (
     StatepumpError,
 )
 from statepump.events import Event, PartitionBounds, Version
+from statepump.pump import Pump, PumpFailed
 from statepump.reducers import Reducer, config, load_reducer, markup, reducer
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "Event",
     "PartitionBounds",
     "PoisonEventError",
+    "Pump",
+    "PumpFailed",
     "Reducer",
     "SequenceGapError",
     "SnapshotCorrupt",

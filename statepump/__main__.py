@@ -1,0 +1,5 @@
+import sys
+
+from statepump.cli import main
+
+sys.exit(main())

@@ -1,0 +1,352 @@
+"""The ``statepump`` command: ``run``, ``send``, ``query``, ``health``, ``emulator``, ``snapshot inspect``.
+
+Every setting is a flag, a ``STATEPUMP_*`` variable and a TOML key
+(:mod:`statepump.settings`). Bad settings exit with status 2 and one line
+naming the setting; runtime failures exit 1 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from statepump.errors import ConfigError, StatepumpError
+from statepump.settings import COMMAND_FIELDS, Settings, flag, load
+
+log = logging.getLogger("statepump")
+
+EXIT_FAILED = 1
+EXIT_BAD_SETTINGS = 2
+
+
+def add_settings(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add the flags of ``command``'s settings, generated from the one settings model."""
+    group = parser.add_argument_group("settings (each also STATEPUMP_<NAME> and a TOML key)")
+    for name in COMMAND_FIELDS[command]:
+        field = Settings.model_fields[name]
+        option = flag(name)
+        default = field.default if not isinstance(field.default, Path) else str(field.default)
+        helptext = f"{field.description}" + (f" [default: {default}]" if default not in (None, False) else "")
+        if field.annotation is bool:
+            group.add_argument(option, dest=name, action="store_true", default=None, help=helptext)
+        else:
+            # Values stay strings here: the settings model converts and validates
+            # them, so flags, environment and TOML fail with the same message.
+            group.add_argument(option, dest=name, default=None, metavar=name.split("_")[-1].upper(), help=helptext)
+
+
+def settings_from(args: argparse.Namespace, command: str) -> Settings:
+    given = {name: getattr(args, name) for name in COMMAND_FIELDS[command] if getattr(args, name, None) is not None}
+    return load(given)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # The Azure SDKs log every HTTP request and AMQP frame at INFO.
+    for noisy in ("azure", "uamqp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# --- run ---------------------------------------------------------------------------------
+
+
+async def _run(settings: Settings) -> int:
+    from statepump.components import embedded_file, make_pump
+
+    emulator = None
+    if settings.embedded:
+        from statepump.emulator import Emulator
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        emulator = Emulator(port=0, data_dir=settings.data_dir / "emulator", eventhub=settings.resolved_eventhub())
+        await emulator.start()
+        settings = settings.model_copy(update={"connection_string": _secret(emulator.connection_string)})
+        marker = embedded_file(settings)
+        marker.write_text(json.dumps({"connection_string": emulator.connection_string, "pid": os.getpid()}))
+    pump = make_pump(settings)
+    server = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await pump.start()
+        from statepump.server import Server
+
+        server = Server(
+            pump,
+            socket_path=settings.socket_path,
+            listen=settings.listen_address,
+            listen_any=settings.listen_any,
+            socket_group=settings.socket_group,
+        )
+        await server.start()
+        log.info("query API on %s", settings.socket_path)
+        if emulator is not None:
+            _print_embedded_help(settings, emulator.port)
+        done = asyncio.ensure_future(stop.wait())
+        assert pump._task is not None
+        await asyncio.wait({done, pump._task}, return_when=asyncio.FIRST_COMPLETED)
+        done.cancel()
+        if pump.failure is not None:
+            print(f"statepump run: {pump.failure}", file=sys.stderr)
+            return EXIT_FAILED
+        log.info("stopping")
+        return 0
+    finally:
+        if server is not None:
+            await server.stop(grace=5.0)
+        await pump.stop()
+        if emulator is not None:
+            await emulator.stop()
+            with contextlib.suppress(FileNotFoundError):
+                embedded_file(settings).unlink()
+
+
+def _secret(value: str) -> Any:
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+def _print_embedded_help(settings: Settings, port: int) -> None:
+    sock = settings.socket_path
+    print(
+        f"""
+statepump is running on an embedded Event Hubs emulator (127.0.0.1:{port}); its data is under {settings.data_dir}/.
+In another terminal:
+  statepump send '{{"op": "set", "path": "greeting", "value": "hello"}}'
+  statepump query greeting
+  curl --unix-socket {sock} http://statepump/v1/status
+Stop with Ctrl-C.
+""",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+# --- send ---------------------------------------------------------------------------------
+
+
+def _bodies(values: Sequence[str]) -> list[bytes]:
+    lines = list(values) if values else [line for line in sys.stdin.read().splitlines() if line.strip()]
+    bodies = []
+    for i, text in enumerate(lines, 1):
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"event {i} is not valid JSON: {exc}") from None
+        bodies.append(text.encode())
+    if not bodies:
+        raise ConfigError("nothing to send: give JSON events as arguments or as lines on stdin")
+    return bodies
+
+
+async def _send(settings: Settings, args: argparse.Namespace) -> int:
+    from statepump.components import embedded_file, hub_arguments
+    from statepump.eventhubs import send_events
+
+    if settings.embedded:
+        marker = embedded_file(settings)
+        try:
+            embedded = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            raise ConfigError(
+                "no hub configured (--connection-string or --namespace) and no embedded hub running: "
+                "start `statepump run` first"
+            ) from None
+        settings = settings.model_copy(update={"connection_string": _secret(embedded["connection_string"])})
+    properties = {}
+    for item in args.property or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--property {item!r} must be KEY=VALUE")
+        properties[key] = value
+    connection = hub_arguments(settings)
+    for unused in ("partition", "consumer_group", "retry"):
+        connection.pop(unused, None)
+    if args.partition_key is not None and "partition" in args.given:
+        raise ConfigError("give either --partition or --partition-key, not both")
+    sequences = await send_events(
+        **connection,
+        bodies=_bodies(args.events),
+        partition=None if args.partition_key is not None else settings.partition,
+        partition_key=args.partition_key,
+        properties=properties or None,
+    )
+    for n in sequences:
+        print(n)
+    return 0
+
+
+# --- snapshot inspect ----------------------------------------------------------------
+
+
+def _inspect(path: Path) -> int:
+    from pyrsistent import PMap, PSet, PVector
+
+    from statepump import codec
+    from statepump.errors import SnapshotCorrupt
+
+    try:
+        data = path.read_bytes()
+        meta, state = codec.decode(data)
+    except OSError as exc:
+        print(f"statepump snapshot inspect: {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    except SnapshotCorrupt as exc:
+        print(f"statepump snapshot inspect: {path}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+    def count(node: object) -> tuple[int, int]:
+        """(containers, leaves) below ``node``."""
+        if isinstance(node, PMap):
+            children: Any = node.values()
+        elif isinstance(node, PVector | PSet):
+            children = node
+        else:
+            return 0, 1
+        containers, leaves = 1, 0
+        for child in children:
+            c, leaf = count(child)
+            containers += c
+            leaves += leaf
+        return containers, leaves
+
+    containers, leaves = count(state)
+    print(f"file             {path} ({len(data):,} bytes)")
+    for key in ("eventhub", "partition", "sequence", "enqueued_time", "created_at", "events_folded", "codec"):
+        print(f"{key:<16} {getattr(meta, key)}")
+    print(f"reducer          {meta.reducer_identity}")
+    print(f"payload          {meta.payload_length:,} bytes, sha256 {meta.payload_sha256}")
+    print(f"signed           {'yes (HMAC-SHA256; not verified without the key)' if meta.signed else 'no'}")
+    print(f"state            {type(state).__name__}, {containers:,} maps/vectors/sets, {leaves:,} values")
+    if isinstance(state, PMap):
+        keys = sorted(map(str, state.keys()))
+        print(f"top-level keys   {len(keys):,}: {', '.join(keys[:10])}{' ...' if len(keys) > 10 else ''}")
+    return 0
+
+
+# --- the parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="statepump",
+        description="Keep a configuration in RAM, folded from an Azure Event Hubs partition.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run the sidecar: pump + query socket",
+        description="Load the newest snapshot, catch up (Capture, then the hub), serve the state on a local socket. "
+        "With no hub configured, runs an embedded Event Hubs emulator under --data-dir.",
+    )
+    add_settings(run, "run")
+
+    send = commands.add_parser("send", help="send JSON events to the hub; prints their sequence numbers")
+    send.add_argument("events", nargs="*", metavar="JSON", help="events (default: JSON lines on stdin)")
+    send.add_argument("--partition-key", default=None, help="route by this partition key instead of --partition")
+    send.add_argument("--property", action="append", metavar="KEY=VALUE", help="application property (repeatable)")
+    add_settings(send, "send")
+
+    query = commands.add_parser("query", help="print the JSON value at PATH from a running sidecar")
+    query.add_argument("path", nargs="?", default="", metavar="PATH", help="e.g. markup/tshirt (default: everything)")
+    query.add_argument("--min-sequence", type=int, default=None, help="wait until this event is applied")
+    query.add_argument("--timeout", type=float, default=None, help="seconds to wait for --min-sequence")
+    add_settings(query, "query")
+
+    health = commands.add_parser("health", help="exit 0 when the sidecar is alive (with --ready: and caught up)")
+    health.add_argument("--ready", action="store_true", help="check readiness instead of liveness")
+    add_settings(health, "health")
+
+    emulator = commands.add_parser("emulator", help="run the local Event Hubs emulator")
+    add_settings(emulator, "emulator")
+
+    snapshot = commands.add_parser("snapshot", help="work with snapshot files")
+    snapshot_commands = snapshot.add_subparsers(dest="snapshot_command", required=True, metavar="SUBCOMMAND")
+    inspect = snapshot_commands.add_parser("inspect", help="print a snapshot's metadata and a summary of its state")
+    inspect.add_argument("file", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``statepump`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: str = args.command
+    if command == "snapshot":
+        return _inspect(args.file)
+    try:
+        settings = settings_from(args, command)
+        args.given = {n for n in COMMAND_FIELDS[command] if getattr(args, n, None) is not None}
+        _logging(settings.log_level)
+        if command == "run":
+            return asyncio.run(_run(settings))
+        if command == "send":
+            return asyncio.run(_send(settings, args))
+        if command == "query":
+            from statepump.client import query_command
+
+            return query_command(settings.socket_path, args.path, args.min_sequence, args.timeout)
+        if command == "health":
+            from statepump.client import health_command
+
+            return health_command(settings.socket_path, ready=args.ready)
+        if command == "emulator":
+            return asyncio.run(_emulator(settings))
+    except ConfigError as exc:
+        print(f"statepump {command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    except StatepumpError as exc:
+        print(f"statepump {command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {command}")
+    return EXIT_BAD_SETTINGS  # parser.error exits; this line is for the type checker
+
+
+async def _emulator(settings: Settings) -> int:
+    from statepump.emulator import Emulator, serve_forever
+
+    emulator = Emulator(
+        host=settings.host,
+        port=settings.port,
+        namespace=settings.namespace_name,
+        eventhub=settings.resolved_eventhub(),
+        partitions=settings.partitions,
+        data_dir=None if settings.in_memory else (settings.data or settings.data_dir / "emulator"),
+        retention=settings.retention,
+        admin_port=settings.admin_port,
+        capture_dir=settings.capture_dir,
+        capture_container=settings.capture_container,
+        storage_connection_string=(
+            settings.storage_connection_string.get_secret_value() if settings.storage_connection_string else None
+        ),
+        capture_interval=settings.capture_interval,
+        capture_name_format=settings.capture_name_format,
+    )
+    started = time.monotonic()
+    await serve_forever(emulator)
+    log.info("emulator stopped after %.0f s", time.monotonic() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

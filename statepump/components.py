@@ -1,0 +1,143 @@
+"""Building the pump's parts from :class:`~statepump.settings.Settings`.
+
+``statepump run`` and the ``snapshotter`` assemble the same sources, stores
+and pump here, so there is one place that knows which setting selects which
+adapter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from statepump.deadletter import DeadLetterFile
+from statepump.events import Version
+from statepump.pump import Pump
+from statepump.reducers import load_reducer
+from statepump.settings import Settings
+from statepump.sources import EventSource
+from statepump.stores import SnapshotStore
+
+
+def make_store(settings: Settings) -> SnapshotStore:
+    """The snapshot store the settings name: a Blob container or a directory."""
+    eventhub, partition = settings.resolved_eventhub(), settings.partition
+    if settings.snapshot_container is not None:
+        from statepump.stores.blob import BlobStore
+
+        if settings.storage_connection_string is not None:
+            return BlobStore.from_connection_string(
+                settings.storage_connection_string.get_secret_value(),
+                settings.snapshot_container,
+                eventhub,
+                partition,
+                settings.snapshot_prefix,
+            )
+        assert settings.storage_account_url is not None  # the settings validator guarantees one of them
+        return BlobStore.from_account_url(
+            settings.storage_account_url, settings.snapshot_container, eventhub, partition, settings.snapshot_prefix
+        )
+    from statepump.stores.directory import DirectoryStore
+
+    directory = settings.snapshot_directory
+    assert directory is not None
+    return DirectoryStore(directory, eventhub, partition, settings.snapshot_prefix)
+
+
+def make_capture(settings: Settings, time_hint: Any = None) -> EventSource | None:
+    """The Capture source, if Capture is configured."""
+    if settings.capture_dir is None and settings.capture_container is None:
+        return None
+    from statepump.sources.capture import CaptureSource
+
+    common: dict[str, Any] = {
+        "namespace": settings.resolved_capture_namespace(),
+        "eventhub": settings.resolved_eventhub(),
+        "partition": settings.partition,
+        "name_format": settings.capture_name_format,
+        "time_hint": time_hint,
+    }
+    if settings.capture_dir is not None:
+        return CaptureSource.from_directory(settings.capture_dir, **common)
+    assert settings.capture_container is not None
+    if settings.storage_connection_string is not None:
+        return CaptureSource.from_connection_string(
+            settings.storage_connection_string.get_secret_value(), settings.capture_container, **common
+        )
+    assert settings.storage_account_url is not None
+    return CaptureSource.from_account_url(settings.storage_account_url, settings.capture_container, **common)
+
+
+def make_hub(settings: Settings) -> EventSource:
+    """The Event Hubs source for the configured partition."""
+    from statepump.sources.eventhubs import EventHubSource
+
+    return EventHubSource(**hub_arguments(settings))
+
+
+def hub_arguments(settings: Settings) -> dict[str, Any]:
+    """Connection keyword arguments shared by the source and ``send``."""
+    if settings.connection_string is not None:
+        return {
+            "connection_string": settings.connection_string.get_secret_value(),
+            "eventhub": settings.resolved_eventhub(),
+            "partition": settings.partition,
+            "consumer_group": settings.consumer_group,
+            "retry": _retry(settings),
+        }
+    from azure.identity.aio import DefaultAzureCredential
+
+    return {
+        "fully_qualified_namespace": settings.namespace,
+        "credential": DefaultAzureCredential(),
+        "eventhub": settings.resolved_eventhub(),
+        "partition": settings.partition,
+        "consumer_group": settings.consumer_group,
+        "retry": _retry(settings),
+    }
+
+
+def _retry(settings: Settings) -> Any:
+    from statepump.sources.eventhubs import Backoff
+
+    return Backoff(budget=settings.retry_seconds)
+
+
+def make_pump(
+    settings: Settings,
+    *,
+    source: EventSource | None = None,
+    store: SnapshotStore | None = None,
+    until: int | None = None,
+    **overrides: Any,
+) -> Pump[Any]:
+    """A pump wired as the settings say (``source``/``store`` may be given, e.g. in tests)."""
+    dead_letter = None
+    if settings.poison_policy == "skip":
+        dead_letter = DeadLetterFile(settings.dead_letter or settings.data_dir / "dead-letter.jsonl")
+    return Pump(
+        source if source is not None else make_hub(settings),
+        reducer=load_reducer(settings.reducer),
+        store=store if store is not None else make_store(settings),
+        capture=make_capture(settings),
+        eventhub=settings.resolved_eventhub(),
+        partition=settings.partition,
+        poison_policy=settings.poison_policy,
+        dead_letter=dead_letter,
+        allow_gap=settings.allow_gap,
+        hmac_key=settings.hmac_key(),
+        gc_interval=settings.gc_interval,
+        until=until,
+        **overrides,
+    )
+
+
+def describe_version(version: Version[Any]) -> str:
+    """One line about a version, for logs and the CLI."""
+    when = version.enqueued_time.isoformat() if version.enqueued_time else "-"
+    return f"sequence {version.sequence} (enqueued {when})"
+
+
+def embedded_file(settings: Settings) -> Path:
+    """Where ``statepump run`` records its embedded hub, for ``statepump send``."""
+    return settings.data_dir / "embedded.json"

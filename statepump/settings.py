@@ -1,0 +1,393 @@
+"""One settings model for every command: flags, ``STATEPUMP_*`` environment
+variables and a TOML file, in that order of precedence.
+
+Each field is all three at once: ``connection_string`` is the flag
+``--connection-string``, the variable ``STATEPUMP_CONNECTION_STRING`` and the
+TOML key ``connection_string``. Commands expose the subset of fields they use
+(:data:`COMMAND_FIELDS`); the CLI builds its flags from the fields, so help
+text and names cannot drift apart.
+
+Secrets are ``SecretStr`` and error messages are built here from the field
+name and the problem, never from the input value, so a mistyped connection
+string cannot end up in a log.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from statepump.capture import DEFAULT_NAME_FORMAT, validate_name_format
+from statepump.errors import ConfigError
+
+ENV_PREFIX = "STATEPUMP_"
+
+
+class Settings(BaseSettings):
+    """Every setting of statepump; see ``statepump run --help``.
+
+    >>> s = Settings(partition="3", listen="127.0.0.1:8080")
+    >>> s.partition, s.listen_address
+    ('3', ('127.0.0.1', 8080))
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    # --- where the events are -------------------------------------------------------
+    config: Path | None = Field(None, description="TOML file with settings (keys are the flag names with underscores)")
+    connection_string: SecretStr | None = Field(
+        None, description="Event Hubs connection string (none and no --namespace: the embedded emulator)"
+    )
+    namespace: str | None = Field(
+        None, description="fully qualified Event Hubs namespace (e.g. myns.servicebus.windows.net), with Azure AD auth"
+    )
+    eventhub: str | None = Field(
+        None, description="event hub name (default: the connection string's EntityPath, or 'hub')"
+    )
+    partition: str = Field("0", description="partition id to pump")
+    consumer_group: str = Field("$Default", description="consumer group")
+    reducer: str = Field("config", description="reducer: 'config', 'markup' or module:callable")
+
+    # --- snapshots ------------------------------------------------------------------------
+    snapshot_dir: Path | None = Field(None, description="directory of snapshots (default: <data-dir>/snapshots)")
+    snapshot_container: str | None = Field(None, description="Blob container of snapshots")
+    snapshot_prefix: str = Field("snapshots", description="name prefix of snapshots in the directory or container")
+    storage_connection_string: SecretStr | None = Field(None, description="Azure Storage connection string")
+    storage_account_url: str | None = Field(
+        None, description="Azure Storage account URL (https://ACCOUNT.blob.core.windows.net), with Azure AD auth"
+    )
+    snapshot_hmac_key_file: Path | None = Field(
+        None, description="file holding a key: snapshots are signed with it and unsigned ones refused"
+    )
+
+    # --- Capture ------------------------------------------------------------------------------
+    capture_dir: Path | None = Field(None, description="directory of Event Hubs Capture files")
+    capture_container: str | None = Field(None, description="Blob container of Event Hubs Capture files")
+    capture_name_format: str = Field(DEFAULT_NAME_FORMAT, description="Capture file name format")
+    capture_namespace: str | None = Field(
+        None, description="namespace name in Capture file names (default: the hub endpoint's first DNS label)"
+    )
+
+    # --- behaviour --------------------------------------------------------------------------------
+    poison_policy: Literal["stop", "skip"] = Field(
+        "stop", description="on a reducer error: 'stop' applying, or 'skip' the event"
+    )
+    dead_letter: Path | None = Field(
+        None,
+        description="file receiving poison events under --poison-policy skip (default: <data-dir>/dead-letter.jsonl)",
+    )
+    allow_gap: bool = Field(False, description="start even if events are missing from every source (logged, counted)")
+    gc_interval: float = Field(300.0, ge=0, description="seconds between explicit garbage collections (0: never)")
+    retry_seconds: float = Field(
+        60.0, gt=0, description="how long to keep retrying an unreachable hub or store before giving up"
+    )
+    data_dir: Path = Field(Path(".statepump"), description="local state of the embedded defaults (emulator, snapshots)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+
+    # --- the query socket ------------------------------------------------------------------------
+    socket: Path | None = Field(None, description="Unix socket of the query API (default: <data-dir>/statepump.sock)")
+    socket_group: str | None = Field(None, description="group owning the socket (mode 0660)")
+    listen: str | None = Field(None, description="also serve the query API on HOST:PORT (loopback only)")
+    listen_any: bool = Field(False, description="allow --listen on a non-loopback address")
+
+    # --- the emulator --------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="emulator: address to listen on")
+    port: int = Field(5672, ge=0, le=65535, description="emulator: AMQP port (0: any free port)")
+    namespace_name: str = Field("emulator", description="emulator: namespace name (used in Capture file names)")
+    partitions: int = Field(2, ge=1, le=1024, description="emulator: number of partitions")
+    data: Path | None = Field(None, description="emulator: directory for its partition logs")
+    in_memory: bool = Field(False, description="emulator: keep events in memory only")
+    retention: float | None = Field(None, gt=0, description="emulator: drop events older than this many seconds")
+    admin_port: int | None = Field(None, ge=0, le=65535, description="emulator: loopback admin HTTP port")
+    capture_interval: float = Field(300.0, gt=0, description="emulator: seconds per Capture window")
+
+    # --- the snapshotter --------------------------------------------------------------------------------
+    keep: int = Field(10, ge=1, description="snapshotter: keep at least the newest N snapshots")
+    keep_younger_than: float = Field(
+        0.0, ge=0, description="snapshotter: also keep snapshots younger than this many seconds"
+    )
+    dry_run: bool = Field(False, description="snapshotter: say what retention would delete, delete nothing")
+    rebuild: bool = Field(False, description="snapshotter: build from the earliest available event, ignoring snapshots")
+    json_output: bool = Field(False, alias="json", description="snapshotter: print the summary as JSON")
+    continuous: bool = Field(False, description="snapshotter: run forever, one snapshot every --interval seconds")
+    interval: float = Field(3600.0, gt=0, description="snapshotter: seconds between runs with --continuous")
+    compress: bool = Field(False, description="snapshotter: zlib-compress snapshot payloads")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags arrive as init kwargs; the TOML file is merged in load(), below
+        # the environment, because its path is itself a flag or a variable.
+        return (init_settings, env_settings)
+
+    @field_validator("partition", "eventhub", "consumer_group", "snapshot_container", "capture_container")
+    @classmethod
+    def _no_slashes(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "/" in value or value.strip() != value):
+            raise ValueError("must be a non-empty name without '/' or surrounding spaces")
+        return value
+
+    @field_validator("capture_name_format")
+    @classmethod
+    def _name_format(cls, value: str) -> str:
+        validate_name_format(value)  # raises a ValueError naming the missing or unknown field
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            _split_host_port(value)
+        return value
+
+    @model_validator(mode="after")
+    def _combinations(self) -> Settings:
+        if self.connection_string is not None and self.namespace is not None:
+            raise ValueError("give either --connection-string or --namespace, not both")
+        if self.snapshot_dir is not None and self.snapshot_container is not None:
+            raise ValueError("give either --snapshot-dir or --snapshot-container, not both")
+        if self.capture_dir is not None and self.capture_container is not None:
+            raise ValueError("give either --capture-dir or --capture-container, not both")
+        needs_storage = self.snapshot_container is not None or self.capture_container is not None
+        has_storage = self.storage_connection_string is not None or self.storage_account_url is not None
+        if needs_storage and not has_storage:
+            raise ValueError("a Blob container needs --storage-connection-string or --storage-account-url")
+        if self.storage_connection_string is not None and self.storage_account_url is not None:
+            raise ValueError("give either --storage-connection-string or --storage-account-url, not both")
+        if self.listen is not None and not self.listen_any:
+            host, _ = _split_host_port(self.listen)
+            if not _is_loopback(host):
+                raise ValueError(f"--listen {host} is not a loopback address; add --listen-any to allow it")
+        if self.data is not None and self.in_memory:
+            raise ValueError("give either --data or --in-memory, not both")
+        return self
+
+    # --- derived values ----------------------------------------------------------------------------
+
+    @property
+    def embedded(self) -> bool:
+        """True when no hub is configured: ``run`` and ``send`` use the embedded emulator."""
+        return self.connection_string is None and self.namespace is None
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        return _split_host_port(self.listen) if self.listen else None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.socket if self.socket is not None else self.data_dir / "statepump.sock"
+
+    @property
+    def snapshot_directory(self) -> Path | None:
+        """Where directory snapshots go: the explicit one, or the embedded default when nothing is configured."""
+        if self.snapshot_dir is not None:
+            return self.snapshot_dir
+        if self.snapshot_container is None:
+            return self.data_dir / "snapshots"
+        return None
+
+    def hmac_key(self) -> bytes | None:
+        """The snapshot signing key, read from its file (one clear error if unreadable or empty)."""
+        if self.snapshot_hmac_key_file is None:
+            return None
+        try:
+            key = self.snapshot_hmac_key_file.read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"--snapshot-hmac-key-file: cannot read {self.snapshot_hmac_key_file}: {exc.strerror}"
+            ) from None
+        if len(key) < 16:
+            raise ConfigError("--snapshot-hmac-key-file: the key must be at least 16 bytes")
+        return key
+
+    def resolved_capture_namespace(self) -> str:
+        """The ``{Namespace}`` of Capture names: explicit, else the hub host's first label, else ``emulator``."""
+        if self.capture_namespace:
+            return self.capture_namespace
+        host = self.namespace
+        if host is None and self.connection_string is not None:
+            for part in self.connection_string.get_secret_value().split(";"):
+                key, _, value = part.partition("=")
+                if key.strip().lower() == "endpoint":
+                    host = value.strip().removeprefix("sb://").split("/")[0].split(":")[0]
+        if host and not host.replace(".", "").isdigit() and host != "localhost":
+            return host.split(".")[0]
+        return self.namespace_name
+
+    def resolved_eventhub(self) -> str:
+        """The hub name: explicit, else the connection string's ``EntityPath``, else ``hub``."""
+        if self.eventhub:
+            return self.eventhub
+        if self.connection_string is not None:
+            for part in self.connection_string.get_secret_value().split(";"):
+                key, _, value = part.partition("=")
+                if key.strip().lower() == "entitypath" and value.strip():
+                    return value.strip()
+        return "hub"
+
+
+def _split_host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be HOST:PORT with a port from 1 to 65535")
+    return host, int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a field.
+
+    >>> flag("connection_string")
+    '--connection-string'
+    """
+    return "--" + ("json" if name == "json_output" else name).replace("_", "-")
+
+
+def _describe_location(name: str) -> str:
+    key = "json" if name == "json_output" else name
+    return f"{flag(name)} ({ENV_PREFIX}{key.upper()} / {key})"
+
+
+def load(flags: dict[str, Any], *, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from explicit ``flags`` (only those the user gave), the environment, and the TOML file.
+
+    Raises :class:`ConfigError` with one line naming the setting at fault.
+    """
+    import os
+
+    env = dict(os.environ if environ is None else environ)
+    config_path = flags.get("config") or env.get(f"{ENV_PREFIX}CONFIG")
+    from_file: dict[str, Any] = {}
+    if config_path:
+        path = Path(config_path)
+        try:
+            from_file = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
+        known = set(Settings.model_fields) | {"json"}
+        unknown = sorted(set(from_file) - known)
+        if unknown:
+            raise ConfigError(f"--config: {path} has unknown setting(s): {', '.join(unknown)}")
+    # The environment beats the file: drop file keys that the environment sets.
+    for key in list(from_file):
+        if f"{ENV_PREFIX}{key.upper()}" in env:
+            del from_file[key]
+    merged = {**from_file, **{k: v for k, v in flags.items() if v is not None}}
+    if "json_output" in merged:
+        merged["json"] = merged.pop("json_output")
+    try:
+        if environ is None:
+            return Settings(**merged)
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(env)
+        try:
+            return Settings(**merged)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def _explain(exc: ValidationError) -> str:
+    # Built from the location and message only: pydantic's own text includes
+    # the input value, which may be a secret.
+    first = exc.errors(include_input=False, include_url=False)[0]
+    loc = [str(p) for p in first.get("loc", ())]
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    if not loc:
+        return f"invalid settings: {message}"
+    name = loc[0]
+    if first.get("type") == "extra_forbidden":
+        return f"unknown setting {name!r}"
+    return f"invalid setting {_describe_location(name)}: {message}"
+
+
+#: Which settings each command exposes as flags.
+COMMON = (
+    "config",
+    "connection_string",
+    "namespace",
+    "eventhub",
+    "partition",
+    "consumer_group",
+    "log_level",
+    "data_dir",
+    "retry_seconds",
+)
+STORAGE = (
+    "reducer",
+    "snapshot_dir",
+    "snapshot_container",
+    "snapshot_prefix",
+    "storage_connection_string",
+    "storage_account_url",
+    "snapshot_hmac_key_file",
+    "capture_dir",
+    "capture_container",
+    "capture_name_format",
+    "capture_namespace",
+    "poison_policy",
+    "dead_letter",
+    "allow_gap",
+    "gc_interval",
+)
+COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
+    "run": (*COMMON, *STORAGE, "socket", "socket_group", "listen", "listen_any"),
+    "send": COMMON,
+    "query": ("config", "socket", "data_dir", "log_level"),
+    "health": ("config", "socket", "data_dir", "log_level"),
+    "emulator": (
+        "config",
+        "host",
+        "port",
+        "namespace_name",
+        "eventhub",
+        "partitions",
+        "data",
+        "in_memory",
+        "retention",
+        "admin_port",
+        "capture_dir",
+        "capture_container",
+        "capture_interval",
+        "capture_name_format",
+        "storage_connection_string",
+        "log_level",
+    ),
+    "snapshotter": (
+        *COMMON,
+        *STORAGE,
+        "keep",
+        "keep_younger_than",
+        "dry_run",
+        "rebuild",
+        "json_output",
+        "continuous",
+        "interval",
+        "compress",
+    ),
+}
