@@ -25,6 +25,7 @@ opens the files; the emulator's Capture writer calls :func:`write_capture_file`.
 from __future__ import annotations
 
 import functools
+import io
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -60,9 +61,7 @@ CAPTURE_SCHEMA: Final[dict[str, Any]] = {
 }
 
 #: The service's default blob name format (``.avro`` is appended to it).
-DEFAULT_NAME_FORMAT: Final = (
-    "{Namespace}/{EventHub}/{PartitionId}/{Year}/{Month}/{Day}/{Hour}/{Minute}/{Second}"
-)
+DEFAULT_NAME_FORMAT: Final = "{Namespace}/{EventHub}/{PartitionId}/{Year}/{Month}/{Day}/{Hour}/{Minute}/{Second}"
 
 #: Every field a name format must contain, as the service requires.
 NAME_FIELDS: Final = (
@@ -127,8 +126,7 @@ def _format_parts(fmt: str) -> list[tuple[bool, str]]:
     missing = [f for f in NAME_FIELDS if f not in present]
     if missing:
         raise CaptureFormatError(
-            f"capture name format {fmt!r} lacks the mandatory field(s) "
-            f"{', '.join('{' + f + '}' for f in missing)}"
+            f"capture name format {fmt!r} lacks the mandatory field(s) {', '.join('{' + f + '}' for f in missing)}"
         )
     stray = [text for is_field, text in parts if not is_field and ("{" in text or "}" in text)]
     if stray:
@@ -256,9 +254,7 @@ namespace='ns', eventhub='hub', partition_id='0')
 
 # --------------------------------------------------------------------------- times
 
-_DOTNET_RE = re.compile(
-    r"\s*(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?\s*([AaPp][Mm])\s*"
-)
+_DOTNET_RE = re.compile(r"\s*(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?\s*([AaPp][Mm])\s*")
 
 
 def format_enqueued_time(when: datetime) -> str:
@@ -464,22 +460,23 @@ def record_to_event(record: Any, partition: str, *, where: str = "capture record
     )
 
 
-def read_capture_file(fileobj: IO[bytes], partition: str, *, name: str = "capture file") -> Iterator[Event]:
+def read_capture_file(
+    fileobj: IO[bytes], partition: str, *, name: str = "capture file", first_position: int = 0
+) -> Iterator[Event]:
     """Stream the events of one Capture file, in the file's order.
 
     Uses the writer schema embedded in the file and decodes block by block,
     so memory does not grow with the file. Order is *not* checked here
     (no document promises it); :mod:`statepump.sources.capture` sorts and
     deduplicates. A file that is not Avro, is truncated, or holds a bad
-    record raises :class:`CaptureFormatError` naming ``name`` and the position.
+    record raises :class:`CaptureFormatError` naming ``name`` and the position
+    (counted from ``first_position``, for a part of a file).
     """
     try:
         reader = fastavro.reader(fileobj)
     except Exception as exc:  # fastavro raises ValueError, EOFError, or its own errors for a bad header
-        raise CaptureFormatError(
-            f"{name}: not an Avro object-container file ({type(exc).__name__}: {exc})"
-        ) from None
-    position = 0
+        raise CaptureFormatError(f"{name}: not an Avro object-container file ({type(exc).__name__}: {exc})") from None
+    position = first_position
     while True:
         try:
             record = next(reader)
@@ -493,3 +490,203 @@ def read_capture_file(fileobj: IO[bytes], partition: str, *, name: str = "captur
             ) from None
         yield record_to_event(record, partition, where=f"{name} record #{position}")
         position += 1
+
+
+# --------------------------------------------------------------------------- container framing
+#
+# fastavro's reader pulls from a blocking file object, which an asynchronous
+# blob download is not. The object-container format is simple enough to frame
+# without decoding: a header (magic, metadata map, 16-byte sync marker), then
+# blocks of (record count, byte size, data, sync marker). Splitting a byte
+# stream into blocks here lets the adapter feed downloaded chunks in and hand
+# each complete block, behind the file's own header, to fastavro: memory is one
+# block, whatever the file's size, and the writer schema is still the file's.
+
+MAGIC: Final = b"Obj\x01"
+SYNC_SIZE: Final = 16
+
+
+@dataclass(frozen=True, slots=True)
+class AvroHeader:
+    """An object-container file's header: its bytes, sync marker and codec."""
+
+    raw: bytes
+    sync: bytes
+    codec: str
+
+
+def _read_long(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+    """A zig-zag varint at ``pos``: (value, next position), or ``None`` if ``buf`` ends first."""
+    shift = 0
+    result = 0
+    while True:
+        if pos >= len(buf):
+            return None
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+        if shift > 63:
+            raise CaptureFormatError(f"a varint at byte {pos} is longer than 64 bits")
+
+
+def parse_header(buf: bytes | bytearray, *, name: str = "capture file") -> AvroHeader | None:
+    """The header at the start of ``buf``, or ``None`` if more bytes are needed.
+
+    >>> import io
+    >>> out = io.BytesIO(); _ = write_capture_file(out, [])
+    >>> h = parse_header(out.getvalue())
+    >>> (h.codec, len(h.sync), len(h.raw) == len(out.getvalue()))
+    ('null', 16, True)
+    """
+    if len(buf) < len(MAGIC):
+        return None
+    if bytes(buf[: len(MAGIC)]) != MAGIC:
+        raise CaptureFormatError(f"{name}: not an Avro object-container file (no 'Obj\\x01' magic)")
+    pos = len(MAGIC)
+    meta: dict[str, bytes] = {}
+    while True:
+        got = _read_long(buf, pos)
+        if got is None:
+            return None
+        count, pos = got
+        if count == 0:
+            break
+        if count < 0:  # a negative count is followed by the block's byte size
+            count = -count
+            got = _read_long(buf, pos)
+            if got is None:
+                return None
+            pos = got[1]
+        for _ in range(count):
+            fields: list[bytes] = []
+            for _ in range(2):  # key, then value
+                got = _read_long(buf, pos)
+                if got is None:
+                    return None
+                length, pos = got
+                if length < 0:
+                    raise CaptureFormatError(f"{name}: negative length in the header's metadata")
+                if pos + length > len(buf):
+                    return None
+                fields.append(bytes(buf[pos : pos + length]))
+                pos += length
+            meta[fields[0].decode("utf-8", "replace")] = fields[1]
+    if pos + SYNC_SIZE > len(buf):
+        return None
+    sync = bytes(buf[pos : pos + SYNC_SIZE])
+    codec = meta.get("avro.codec", b"null").decode("utf-8", "replace")
+    return AvroHeader(bytes(buf[: pos + SYNC_SIZE]), sync, codec)
+
+
+def parse_block(buf: bytes | bytearray, pos: int, sync: bytes, *, name: str = "capture file") -> int | None:
+    """The end of the block starting at ``pos`` (past its sync marker), or
+    ``None`` if ``buf`` ends first. A block whose trailing marker is not the
+    file's is a :class:`CaptureFormatError`."""
+    got = _read_long(buf, pos)
+    if got is None:
+        return None
+    count, at = got
+    got = _read_long(buf, at)
+    if got is None:
+        return None
+    size, at = got
+    if count < 0 or size < 0:
+        raise CaptureFormatError(f"{name}: a block at byte offset {pos} has a negative count or size")
+    end = at + size + SYNC_SIZE
+    if end > len(buf):
+        return None
+    if bytes(buf[end - SYNC_SIZE : end]) != sync:
+        raise CaptureFormatError(f"{name}: the block at byte offset {pos} does not end with the file's sync marker")
+    return end
+
+
+class BlockSplitter:
+    """Split a Capture file's bytes, fed in chunks of any size, into blocks.
+
+    Holds at most one block plus one chunk. ``feed`` returns the blocks that
+    became complete; ``finish`` raises if the file ended inside the header or
+    a block (a truncated upload).
+
+    >>> import io
+    >>> from datetime import datetime, timezone
+    >>> out = io.BytesIO()
+    >>> t = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    >>> _ = write_capture_file(out, [Event("0", i, str(i), t, None, {}, b"") for i in range(3)])
+    >>> splitter = BlockSplitter("f.avro")
+    >>> blocks = [b for i in range(0, len(out.getvalue()), 7) for b in splitter.feed(out.getvalue()[i : i + 7])]
+    >>> splitter.finish()
+    >>> [e.sequence for b in blocks for e in decode_block(splitter.header, b, "0")]
+    [0, 1, 2]
+    """
+
+    def __init__(self, name: str = "capture file") -> None:
+        self.name = name
+        self.header: AvroHeader | None = None
+        self._buf = bytearray()
+        self._offset = 0  # file offset of _buf[0], for messages
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self._buf += chunk
+        blocks: list[bytes] = []
+        pos = 0
+        if self.header is None:
+            self.header = parse_header(self._buf, name=self.name)
+            if self.header is None:
+                return blocks
+            pos = len(self.header.raw)
+        while True:
+            end = parse_block(self._buf, pos, self.header.sync, name=self.name)
+            if end is None:
+                break
+            blocks.append(bytes(self._buf[pos:end]))
+            pos = end
+        if pos:
+            del self._buf[:pos]
+            self._offset += pos
+        return blocks
+
+    def finish(self) -> None:
+        if self.header is None:
+            if not self._buf and not self._offset:
+                raise CaptureFormatError(f"{self.name}: the file is empty (0 bytes), not an Avro file")
+            raise CaptureFormatError(f"{self.name}: the file ends inside its Avro header")
+        if self._buf:
+            raise CaptureFormatError(
+                f"{self.name}: the file ends inside a block at byte offset {self._offset} (truncated?)"
+            )
+
+
+def decode_block(
+    header: AvroHeader | None, block: bytes, partition: str, *, name: str = "capture file", position: int = 0
+) -> list[Event]:
+    """The events of one block, decoded with the file's own header (writer
+    schema and codec). ``position`` is the index of the block's first record
+    in the file, for error messages."""
+    if header is None:
+        raise CaptureFormatError(f"{name}: a block was given without the file's header")
+    return list(read_capture_file(io.BytesIO(header.raw + block), partition, name=name, first_position=position))
+
+
+def last_block_start(tail: bytes, sync: bytes, *, name: str = "capture file") -> int | None:
+    """Where, in ``tail`` (the end of a file), the file's last block starts,
+    or ``None`` if ``tail`` holds no whole block after a sync marker.
+
+    The last block is the one that follows a sync marker and ends exactly at
+    the end of the file; searching back from the end for the marker finds it
+    without reading the rest of the file.
+    """
+    at = len(tail)
+    while True:
+        at = tail.rfind(sync, 0, at)
+        if at < 0:
+            return None
+        start = at + SYNC_SIZE
+        try:
+            end = parse_block(tail, start, sync, name=name) if start < len(tail) else None
+        except CaptureFormatError:
+            end = None  # the marker's bytes inside a block's data: keep looking
+        if end == len(tail):
+            return start

@@ -57,9 +57,7 @@ def roundtrip(events: list[Event], codec: Any = "null") -> list[Event]:
     return list(read_capture_file(buf, "0", name="t.avro"))
 
 
-def raw_file(
-    records: list[dict[str, Any]], schema: dict[str, Any] = CAPTURE_SCHEMA, codec: str = "null"
-) -> io.BytesIO:
+def raw_file(records: list[dict[str, Any]], schema: dict[str, Any] = CAPTURE_SCHEMA, codec: str = "null") -> io.BytesIO:
     buf = io.BytesIO()
     fastavro.writer(buf, fastavro.parse_schema(schema), records, codec=codec)
     buf.seek(0)
@@ -155,9 +153,7 @@ def test_bad_record_names_file_and_position() -> None:
         **CAPTURE_SCHEMA,
         "fields": [{"name": "SequenceNumber", "type": "string"}, *CAPTURE_SCHEMA["fields"][1:]],
     }
-    buf = raw_file(
-        [{**service_record(0), "SequenceNumber": "0"}, {**service_record(1), "SequenceNumber": "x"}], schema
-    )
+    buf = raw_file([{**service_record(0), "SequenceNumber": "0"}, {**service_record(1), "SequenceNumber": "x"}], schema)
     with pytest.raises(CaptureFormatError, match=r"f\.avro record #0: SequenceNumber is str"):
         list(read_capture_file(buf, "0", name="f.avro"))
 
@@ -233,9 +229,7 @@ def test_parse_enqueued_time(text: str, expected: datetime) -> None:
     assert got.utcoffset() == timedelta(0)
 
 
-@pytest.mark.parametrize(
-    "text", ["", "13/25/2020 3:47:29 PM", "6/25/2020 13:47:29 PM", "6/25/2020 0:47:29 AM", "soon"]
-)
+@pytest.mark.parametrize("text", ["", "13/25/2020 3:47:29 PM", "6/25/2020 13:47:29 PM", "6/25/2020 0:47:29 AM", "soon"])
 def test_parse_enqueued_time_rejects_with_the_text(text: str) -> None:
     with pytest.raises(CaptureFormatError, match=f"EnqueuedTimeUtc '{text}'"):
         parse_enqueued_time(text)

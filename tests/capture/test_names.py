@@ -22,9 +22,9 @@ from statepump.capture import (
 CUSTOM = "{Year}-{Month}-{Day}/{EventHub}@{Namespace}/p{PartitionId}/{Hour}h{Minute}m{Second}s"
 
 words = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-_."), min_size=1, max_size=12)
-times = st.datetimes(
-    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)
-).map(lambda t: t.replace(microsecond=0))
+times = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)).map(
+    lambda t: t.replace(microsecond=0)
+)
 
 
 def test_default_format_renders_the_documented_example() -> None:
@@ -45,9 +45,7 @@ def test_render_then_parse_is_identity_default(ns: str, hub: str, partition: str
 
 
 @given(ns=words, hub=words, partition=st.integers(0, 1023).map(str), when=times)
-def test_render_then_parse_is_identity_custom_order(
-    ns: str, hub: str, partition: str, when: datetime
-) -> None:
+def test_render_then_parse_is_identity_custom_order(ns: str, hub: str, partition: str, when: datetime) -> None:
     name = render_name(CUSTOM, ns, hub, partition, when)
     assert parse_name(CUSTOM, name) == CaptureName(when, ns, hub, partition)
 
