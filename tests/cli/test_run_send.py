@@ -37,12 +37,13 @@ def statepump(
 class Sidecar:
     def __init__(self, data: Path, log: Path) -> None:
         self.data, self.log = data, log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "statepump", "run", "--data-dir", str(data)],
-            stdout=subprocess.DEVNULL,
-            stderr=open(log, "w"),
-            env=_env(),  # noqa: SIM115
-        )
+        with open(log, "w") as stderr:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "statepump", "run", "--data-dir", str(data)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=_env(),
+            )
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

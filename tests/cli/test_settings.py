@@ -74,7 +74,7 @@ def test_a_bad_toml_file_is_named(tmp_path: Path) -> None:
         load({"config": str(bad)}, environ={})
     unknown = tmp_path / "unknown.toml"
     unknown.write_text('partiton = "1"\n')
-    with pytest.raises(ConfigError, match="unknown setting.*partiton"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*partiton"):
         load({"config": str(unknown)}, environ={})
     with pytest.raises(ConfigError, match="cannot read"):
         load({"config": str(tmp_path / "missing.toml")}, environ={})
