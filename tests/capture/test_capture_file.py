@@ -13,9 +13,13 @@ from hypothesis import strategies as st
 
 from statepump.capture import (
     CAPTURE_SCHEMA,
+    BlockSplitter,
     CaptureFormatError,
+    decode_block,
     format_enqueued_time,
+    last_block_start,
     parse_enqueued_time,
+    parse_header,
     read_capture_file,
     record_to_event,
     write_capture_file,
@@ -250,3 +254,79 @@ def test_writer_streams_a_generator() -> None:
     assert write_capture_file(buf, (ev(i) for i in range(1000)), codec="deflate") == 1000
     buf.seek(0)
     assert [e.sequence for e in read_capture_file(buf, "0")] == list(range(1000))
+
+
+# --------------------------------------------------------------------------- container framing
+
+
+def many_blocks(n: int, codec: str = "null") -> bytes:
+    buf = io.BytesIO()
+    fastavro.writer(
+        buf,
+        fastavro.parse_schema(CAPTURE_SCHEMA),
+        [service_record(i) for i in range(n)],
+        codec=codec,
+        sync_interval=300,
+    )
+    return buf.getvalue()
+
+
+@given(
+    n=st.integers(0, 120),
+    codec=st.sampled_from(["null", "deflate"]),
+    cuts=st.lists(st.integers(1, 400), min_size=1, max_size=30),
+)
+def test_splitter_any_chunking_gives_every_record_once(n: int, codec: str, cuts: list[int]) -> None:
+    data = many_blocks(n, codec)
+    splitter = BlockSplitter("s.avro")
+    blocks: list[bytes] = []
+    pos = 0
+    i = 0
+    while pos < len(data):
+        step = cuts[i % len(cuts)]
+        blocks.extend(splitter.feed(data[pos : pos + step]))
+        pos += step
+        i += 1
+    splitter.finish()
+    assert splitter.header is not None
+    assert splitter.header.codec == codec
+    got = [e.sequence for b in blocks for e in decode_block(splitter.header, b, "0", name="s.avro")]
+    assert got == list(range(n))
+    if n > 20:
+        assert len(blocks) > 1
+
+
+@given(n=st.integers(1, 120), tail=st.integers(40, 3000))
+def test_last_block_found_from_any_tail(n: int, tail: int) -> None:
+    data = many_blocks(n)
+    header = parse_header(data)
+    assert header is not None
+    start = last_block_start(data[-tail:], header.sync)
+    if start is None:
+        # the tail is shorter than the last block and its leading marker
+        full = last_block_start(data[len(header.raw) - 16 :], header.sync)
+        assert full is not None
+        assert tail < len(data) - (len(header.raw) - 16) - full + 16
+        return
+    events = decode_block(header, data[-tail:][start:], "0")
+    assert events[-1].sequence == n - 1
+
+
+@pytest.mark.parametrize("cut", [0, 2, 10, 40])
+def test_splitter_reports_a_file_ending_in_the_header(cut: int) -> None:
+    splitter = BlockSplitter("h.avro")
+    assert splitter.feed(many_blocks(3)[:cut]) == []
+    with pytest.raises(CaptureFormatError, match=r"h\.avro: the file (is empty|ends inside its Avro header)"):
+        splitter.finish()
+
+
+def test_splitter_rejects_a_wrong_sync_marker() -> None:
+    data = bytearray(many_blocks(30))
+    data[-1] ^= 0xFF  # the last block's trailing marker
+    with pytest.raises(CaptureFormatError, match="does not end with the file's sync marker"):
+        BlockSplitter("x.avro").feed(bytes(data))
+
+
+def test_splitter_rejects_what_is_not_avro() -> None:
+    with pytest.raises(CaptureFormatError, match=r"x\.avro: not an Avro object-container file"):
+        BlockSplitter("x.avro").feed(b"\x89PNG\r\n")

@@ -17,6 +17,8 @@ import fastavro
 import pytest
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob.aio import ContainerClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from statepump.capture import (
     CAPTURE_SCHEMA,
@@ -487,3 +489,44 @@ async def test_description_holds_no_secret() -> None:
     finally:
         await source.close()
         await sas.close()
+
+
+# --------------------------------------------------------------------------- random layouts
+
+layouts = st.lists(st.integers(0, 6), min_size=1, max_size=25)  # events per window, 0 = empty file
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layout=layouts, data=st.data())
+async def test_any_layout_any_start_any_hint(
+    tmp_path_factory: pytest.TempPathFactory, layout: list[int], data: st.DataObject
+) -> None:
+    """Whatever the files, the position and the hint (good, bad or none): the
+    read returns exactly the events after the position, and streams no file
+    before the one that holds the next event."""
+    root = tmp_path_factory.mktemp("layout")
+    backend = DirBackend(root)
+    seq = 0
+    spans: list[tuple[int, int]] = []
+    for window, count in enumerate(layout):
+        when = T0 + window * WINDOW
+        await backend.put_window(window, [ev(s, when + timedelta(seconds=s - seq)) for s in range(seq, seq + count)])
+        spans.append((seq, seq + count - 1))
+        seq += count
+    after = data.draw(st.integers(-1, seq + 1), label="after")
+    hint = data.draw(
+        st.none() | st.integers(-2, len(layout) + 2).map(lambda w: T0 + w * WINDOW + timedelta(seconds=1)),
+        label="hint",
+    )
+    files = CountingFiles(root)
+    source = counting_source(files, time_hint=hint)
+    try:
+        assert await seqs(source, after) == list(range(after + 1, seq))
+    finally:
+        await source.close()
+    # The read starts at the last non-empty file starting at or before after + 1, and
+    # streams every non-empty file from there (known-empty ones need no download).
+    names = [render_name(DEFAULT_NAME_FORMAT, "ns", "hub", "0", T0 + w * WINDOW) for w in range(len(layout))]
+    start = max((w for w, (first, last) in enumerate(spans) if last >= first and first <= after + 1), default=0)
+    assert set(files.streamed) <= set(names[start:])
+    assert {names[w] for w in range(start, len(layout)) if layout[w]} <= set(files.streamed)
