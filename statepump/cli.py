@@ -160,6 +160,7 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
     from statepump.components import embedded_file, hub_arguments
     from statepump.eventhubs import send_events
 
+    bodies = _bodies(args.events)  # bad input is reported before any connection is made
     if settings.embedded:
         marker = embedded_file(settings)
         try:
@@ -183,7 +184,7 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("give either --partition or --partition-key, not both")
     sequences = await send_events(
         **connection,
-        bodies=_bodies(args.events),
+        bodies=bodies,
         partition=None if args.partition_key is not None else settings.partition,
         partition_key=args.partition_key,
         properties=properties or None,

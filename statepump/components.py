@@ -98,9 +98,9 @@ def hub_arguments(settings: Settings) -> dict[str, Any]:
 
 
 def _retry(settings: Settings) -> Any:
-    from statepump.sources.eventhubs import Backoff
+    from statepump.eventhubs import Backoff
 
-    return Backoff(budget=settings.retry_seconds)
+    return Backoff(max_seconds=settings.retry_seconds)
 
 
 def make_pump(
