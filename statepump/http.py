@@ -295,8 +295,6 @@ def route(request: Request, limits: Limits) -> Route:
         segments = tuple(_decode(s, "path") for s in raw_path[len(_STATE_PREFIX) :].split(b"/") if s)
         min_sequence = _int_param(query, "min_sequence")
         timeout = _timeout_param(query, limits)
-        if "timeout" in query and min_sequence is None:
-            raise HttpError(400, "query parameter 'timeout' only applies with 'min_sequence'")
         return StateQuery(segments, min_sequence, timeout)
     path = _decode(raw_path, "path")
     if path == "/v1/watch":

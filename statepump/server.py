@@ -103,13 +103,25 @@ class SocketInUse(StatepumpError):
 class Server:
     """The socket API of one pump.
 
-    >>> async def main(pump):                                    # doctest: +SKIP
-    ...     server = Server(pump, socket_path=Path("/run/statepump/statepump.sock"))
-    ...     await server.start()
-    ...     try:
-    ...         await asyncio.Event().wait()
-    ...     finally:
-    ...         await server.stop(grace=5.0)
+    >>> import tempfile
+    >>> from statepump.client import AsyncClient
+    >>> from statepump.pump import Pump
+    >>> from statepump.sources.memory import MemorySource
+    >>> source = MemorySource()
+    >>> _ = source.append({"op": "set", "path": "greeting", "value": "hello"})
+    >>> async def main(socket_path):
+    ...     async with Pump(source) as pump:
+    ...         await pump.wait_ready(timeout=5)
+    ...         server = Server(pump, socket_path=socket_path)
+    ...         await server.start()
+    ...         try:
+    ...             async with AsyncClient(socket_path) as client:
+    ...                 return await client.get("greeting")
+    ...         finally:
+    ...             await server.stop(grace=5.0)
+    >>> with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+    ...     asyncio.run(main(Path(tmp) / "statepump.sock"))
+    'hello'
     """
 
     def __init__(
