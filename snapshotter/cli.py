@@ -1,0 +1,177 @@
+"""The ``snapshotter`` command.
+
+Settings are ``statepump run``'s (flags, ``STATEPUMP_*`` variables, TOML;
+:mod:`statepump.settings`) plus the snapshotter's own (``--keep``,
+``--keep-younger-than``, ``--dry-run``, ``--rebuild``, ``--json``,
+``--continuous``, ``--interval``, ``--compress``).
+
+Exit status: 0 when the run did its job (a snapshot written, nothing new, or
+another run wrote the same snapshot first); 1 with one line on stderr when it
+could not (a gap, a poison event, an unreachable hub or store); 2 with one
+line naming the setting when the settings are wrong. Stdout gets the lines of
+what retention deleted and one summary line, or with ``--json`` one JSON
+object per run. Logs (progress, events/s) go to stderr.
+
+Examples::
+
+    snapshotter --connection-string "$EVENTHUB" --snapshot-dir /var/lib/statepump --keep 5
+    snapshotter --config /etc/statepump.toml --json
+    snapshotter --config /etc/statepump.toml --continuous --interval 900
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from snapshotter.outcome import Outcome
+from statepump.cli import add_settings, settings_from
+from statepump.errors import ConfigError, StatepumpError
+from statepump.settings import Settings
+
+log = logging.getLogger("snapshotter")
+
+EXIT_FAILED = 1
+EXIT_BAD_SETTINGS = 2
+PROG = "snapshotter"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Write a versioned snapshot of one Event Hubs partition's folded state, then prune old ones. "
+        "Run it from cron, or with --continuous.",
+    )
+    add_settings(parser, "snapshotter")
+    return parser
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # The Azure SDKs log every HTTP request and AMQP frame at INFO.
+    for noisy in ("azure", "uamqp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def report(outcome: Outcome, *, as_json: bool) -> None:
+    """Print a run's outcome on stdout: deletions and a summary line, or one JSON object."""
+    if as_json:
+        print(json.dumps(outcome.as_json(), sort_keys=True), flush=True)
+        return
+    for line in outcome.deletion_lines():
+        print(line)
+    print(outcome.line(), flush=True)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The one line printed for a failed run (no secret in it)."""
+    from statepump.stores.blob import scrub
+
+    if isinstance(exc, StatepumpError):
+        return scrub(str(exc))
+    return f"unexpected {type(exc).__name__}: {scrub(str(exc))}"
+
+
+def with_embedded_hub(settings: Settings) -> Settings:
+    """With no hub configured, use the one a local ``statepump run`` started (as ``statepump send`` does)."""
+    if not settings.embedded:
+        return settings
+    from pydantic import SecretStr
+
+    from statepump.components import embedded_file
+
+    marker = embedded_file(settings)
+    try:
+        embedded = json.loads(marker.read_text())
+        connection_string = str(embedded["connection_string"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(
+            "no hub configured (--connection-string or --namespace) and no embedded hub running: "
+            "start `statepump run` first"
+        ) from None
+    return settings.model_copy(update={"connection_string": SecretStr(connection_string)})
+
+
+async def continuous(
+    settings: Settings,
+    once: Callable[[], Awaitable[Outcome]],
+    stop: asyncio.Event,
+) -> int:
+    """Run ``once`` every ``settings.interval`` seconds until ``stop`` is set; returns 0.
+
+    A failed run is reported (one line on stderr) and the next one is tried
+    on schedule: a long-running snapshotter outlives a hub outage. Setting
+    ``stop`` during a run cancels it; a snapshot write is atomic, so a
+    cancelled run leaves no partial snapshot.
+    """
+    while not stop.is_set():
+        run = asyncio.ensure_future(once())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not run.done():
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await run
+            break
+        exc = run.exception()
+        if exc is not None:
+            print(f"{PROG}: {describe_failure(exc)}", file=sys.stderr, flush=True)
+        else:
+            report(run.result(), as_json=settings.json_output)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.interval)
+    log.info("stopped")
+    return 0
+
+
+async def _main(settings: Settings) -> int:
+    from snapshotter.run import run_once
+
+    settings = with_embedded_hub(settings)
+    if not settings.continuous:
+        report(await run_once(settings), as_json=settings.json_output)
+        return 0
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("running every %.0f s until SIGTERM", settings.interval)
+    return await continuous(settings, lambda: run_once(settings), stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``snapshotter`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args, "snapshotter")
+        settings.hmac_key()  # an unreadable key file is a settings error, found before any work
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    _logging(settings.log_level)
+    try:
+        return asyncio.run(_main(settings))
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        log.debug("run failed", exc_info=True)
+        print(f"{PROG}: {describe_failure(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
