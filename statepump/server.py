@@ -288,7 +288,8 @@ class Server:
             self._cache.clear()
             self._cache_bytes = 0
             self._cache_version = version
-        if len(encoded) > self.limits.cache_bytes // 16:
+        # Before anything is applied, readiness decides between the state and 503: never cache then.
+        if len(encoded) > self.limits.cache_bytes // 16 or version.sequence < 0:
             return
         self._cache[target] = (encoded, status)
         self._cache_bytes += len(encoded)
