@@ -105,6 +105,10 @@ async def _run(settings: Settings) -> int:
         if pump.failure is not None:
             print(f"statepump run: {pump.failure}", file=sys.stderr)
             return EXIT_FAILED
+        if not stop.is_set():
+            # A poison event stopped the pump (policy stop): keep serving the last good
+            # version, not ready and saying why, until told to stop.
+            await stop.wait()
         log.info("stopping")
         return 0
     finally:

@@ -457,6 +457,9 @@ class Pump(Generic[S]):
             pass
         except plan.PositionAheadError as exc:
             self._fail(exc)
+        except StatepumpError as exc:  # a failure statepump explains itself: one line, no traceback
+            log.error("the pump stopped: %s", exc)
+            self._fail(exc)
         except Exception as exc:
             log.exception("the pump stopped: %s", exc)
             self._fail(exc)

@@ -1,0 +1,114 @@
+"""Poison events sent through the real hub into ``statepump run``, under both policies."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.emulator import EmulatorProcess
+from tests.reliability.replay import send
+from tests.reliability.sidecar import Sidecar, clean_environment
+
+pytestmark = pytest.mark.emulator
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD = b'{"op":"set","path":"a","value":1}'
+BIG_VALUE = "x" * 1_000_000
+BIG = json.dumps({"op": "set", "path": "big", "value": BIG_VALUE}).encode()
+NOT_JSON = b'{"op":"set","path":'
+UNKNOWN_OP = b'{"op":"frobnicate","path":"a"}'
+
+
+def readyz(car: Sidecar) -> tuple[int, dict[str, object]]:
+    code, _, body = car.get("/readyz")
+    return code, json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("poison", "error"),
+    [(NOT_JSON, "JSON"), (UNKNOWN_OP, "frobnicate")],
+    ids=["invalid-json", "unknown-op"],
+)
+def test_stop_policy_stops_reports_the_sequence_and_serves_the_last_good_version(
+    emulator_process: Callable[..., EmulatorProcess], tmp_path: Path, poison: bytes, error: str
+) -> None:
+    hub = emulator_process(None)
+    # A ~1 MB value is not poison: it fits the hub's 1 MB limit and is applied and served whole.
+    send(hub.connection_string, [GOOD])
+    send(hub.connection_string, [BIG])
+    send(hub.connection_string, [poison, b'{"op":"set","path":"after","value":1}'])
+    with Sidecar(["--connection-string", hub.connection_string], tmp_path) as car:
+        status = car.wait_status(lambda s: s["poison_events"] == 1, "the poison event to be reported")
+        assert status["last_poison_event"] == 2 and status["sequence"] == 1 and status["ready"] is False
+        reason = status["not_ready_reason"]
+        assert "poison event 2" in reason and error in reason and "serving sequence 1" in reason, reason
+        code, body = readyz(car)
+        assert code == 503 and "poison event 2" in str(body), body
+        assert car.state("a") == 1 and car.state("big") == BIG_VALUE  # the last good version, still served
+        assert "after" not in car.state()
+        assert "poison event 2" in car.log()
+        assert car.process.poll() is None, "a poison event must not end the process"
+        assert car.terminate() == 0
+
+
+def test_skip_policy_records_each_poison_event_and_goes_on(
+    emulator_process: Callable[..., EmulatorProcess], tmp_path: Path
+) -> None:
+    hub = emulator_process(None)
+    dead = tmp_path / "dead.jsonl"
+    send(hub.connection_string, [GOOD, NOT_JSON, UNKNOWN_OP, b'{"op":"set","path":"b","value":2}'])
+    flags = ["--connection-string", hub.connection_string, "--poison-policy", "skip", "--dead-letter", str(dead)]
+    with Sidecar(flags, tmp_path) as car:
+        status = car.wait_status(lambda s: s["ready"] and s["sequence"] == 3, "event 3 to be applied")
+        assert status["poison_events"] == 2 and status["last_poison_event"] == 2
+        assert car.state() == {"a": 1, "b": 2}
+        records = [json.loads(line) for line in dead.read_text().splitlines()]
+        assert [(r["partition"], r["sequence"]) for r in records] == [("0", 1), ("0", 2)]
+        assert [base64.b64decode(r["body_base64"]) for r in records] == [NOT_JSON, UNKNOWN_OP]
+        assert "JSON" in records[0]["error"] and "frobnicate" in records[1]["error"]
+        assert "poison event 1 skipped" in car.log() and "poison event 2 skipped" in car.log()
+        assert car.terminate() == 0
+
+
+def test_a_custom_reducer_that_raises_is_a_poison_event(
+    emulator_process: Callable[..., EmulatorProcess], tmp_path: Path
+) -> None:
+    hub = emulator_process(None)
+    send(hub.connection_string, [b"{}", b"{}", b'"boom"', b"{}"])
+    env = {**clean_environment(), "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    flags = ["--connection-string", hub.connection_string, "--reducer", "tests.reliability.explosive:explosive"]
+    with Sidecar(flags, tmp_path, env=env) as car:
+        status = car.wait_status(lambda s: s["poison_events"] == 1, "the poison event to be reported")
+        assert status["sequence"] == 1 and status["last_poison_event"] == 2
+        assert status["reducer"] == {"name": "explosive", "version": 1}
+        assert "refuses this event on purpose" in status["not_ready_reason"]
+        assert car.state() == {"n": 2}
+        code, body = readyz(car)
+        assert code == 503 and "poison event 2" in str(body)
+        assert car.terminate() == 0
+
+
+def test_an_event_over_the_hubs_limit_never_reaches_the_pump(
+    emulator_process: Callable[..., EmulatorProcess], tmp_path: Path
+) -> None:
+    hub = emulator_process(None)
+    too_big = json.dumps({"op": "set", "path": "huge", "value": "y" * 1_100_000})
+    result = subprocess.run(
+        [sys.executable, "-m", "statepump", "send", "--connection-string", hub.connection_string],
+        input=too_big,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_environment(),
+        check=False,
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "larger than the hub's 1048576 byte limit; nothing was sent" in result.stderr, result.stderr

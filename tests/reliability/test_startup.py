@@ -1,0 +1,56 @@
+"""The hub is not there when ``statepump run`` starts: give up after the retry budget, or come up with the hub."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from statepump.emulator.emulator import KEY, KEY_NAME
+from tests.fixtures.emulator import EmulatorProcess, free_port
+from tests.reliability.replay import send
+from tests.reliability.sidecar import Sidecar
+
+pytestmark = pytest.mark.emulator
+
+
+def connection_string(port: int) -> str:
+    return (
+        f"Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName={KEY_NAME};"
+        f"SharedAccessKey={KEY};EntityPath=hub;UseDevelopmentEmulator=true"
+    )
+
+
+def test_hub_unreachable_for_longer_than_the_budget_exits_1_with_one_line(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    with Sidecar(["--connection-string", connection_string(port), "--retry-seconds", "3"], tmp_path) as car:
+        code = car.wait_exit(60)
+        elapsed = time.monotonic() - started
+        log = car.log()
+    assert code == 1, log
+    assert elapsed >= 3, "gave up before the retry budget was spent"
+    assert "Traceback" not in log
+    last = log.strip().splitlines()[-1]
+    assert last.startswith("statepump run: "), last
+    assert "unreachable" in last and f"127.0.0.1:{port}" in last and "3 s" in last, last
+    assert log.count("retry") >= 2, "no retry was logged before giving up"
+    assert not (tmp_path / "run.sock").exists()
+
+
+def test_hub_appearing_within_the_budget_is_picked_up(tmp_path: Path) -> None:
+    port = free_port()
+    hub = EmulatorProcess(["--port", str(port), "--data", str(tmp_path / "hub")], port, None, tmp_path / "hub.log")
+    try:
+        with Sidecar(["--connection-string", connection_string(port), "--retry-seconds", "60"], tmp_path) as car:
+            car.wait(lambda: car.log().count("retry") >= 2, "the sidecar to retry the missing hub")
+            assert car.process.poll() is None
+            hub.start()
+            send(hub.connection_string, [b'{"op":"set","path":"up","value":true}'])
+            status = car.wait_status(lambda s: s["ready"] and s["sequence"] == 0, "event 0 to be applied")
+            assert car.state() == {"up": True}
+            assert status["reconnects"] >= 2
+            assert car.terminate() == 0
+    finally:
+        hub.kill()
