@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 PROBE_BYTES = 256 * 1024
 #: Download chunk size: memory per open file is about one chunk plus one block.
 CHUNK_BYTES = 4 * 1024 * 1024
+#: Blocks are decoded in groups of about this many bytes.
+GROUP_BYTES = 512 * 1024
 
 
 # --------------------------------------------------------------------------- where the files are
@@ -361,6 +363,17 @@ class CaptureSource:
         for f in files[start:]:
             before_file = expected
             async for events in self._blocks(f):
+                if (
+                    not heap
+                    and events
+                    and events[0].sequence == expected
+                    and events[-1].sequence == expected + len(events) - 1
+                    and all(e.sequence == n for n, e in enumerate(events, expected))
+                ):
+                    # The common case: the next events, in order; no heap needed.
+                    batch.extend(events)
+                    expected += len(events)
+                    events = []
                 for event in events:
                     seq = event.sequence
                     if seq < expected:
@@ -521,12 +534,23 @@ class CaptureSource:
             return
         splitter = BlockSplitter(f.name)
         position = 0
+        group: list[bytes] = []
+        grouped = 0
         try:
             async for chunk in self.files.chunks(f.name):
-                for block in splitter.feed(chunk):
-                    events = decode_block(splitter.header, block, self.partition, name=f.name, position=position)
-                    position += len(events)
-                    yield events
+                blocks = splitter.feed(chunk)
+                # Decode neighbouring small blocks together: one fastavro reader per
+                # group instead of per block, memory still bounded by GROUP_BYTES.
+                for i in range(len(blocks)):
+                    group.append(blocks[i])
+                    grouped += len(blocks[i])
+                    if grouped >= GROUP_BYTES or i == len(blocks) - 1:
+                        data = b"".join(group)
+                        group.clear()
+                        grouped = 0
+                        events = decode_block(splitter.header, data, self.partition, name=f.name, position=position)
+                        position += len(events)
+                        yield events
         except FileNotFoundError:
             log.warning("%s: %s disappeared while reading", self.description, f.name)
             return
