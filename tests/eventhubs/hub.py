@@ -1,0 +1,52 @@
+"""Test helpers: put events into an emulator partition through the SDK, and read a source until a point."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+from azure.eventhub import EventData
+from azure.eventhub.aio import EventHubProducerClient
+
+from statepump.events import Event
+from statepump.sources.eventhubs import EventHubSource
+
+
+async def put(connection_string: str, bodies: Sequence[bytes], partition: str = "0") -> None:
+    """Send ``bodies`` to ``partition`` in as few batches as fit."""
+    producer = EventHubProducerClient.from_connection_string(connection_string)
+    async with producer:
+        batch = await producer.create_batch(partition_id=partition)
+        for body in bodies:
+            try:
+                batch.add(EventData(body))
+            except ValueError:
+                await producer.send_batch(batch)
+                batch = await producer.create_batch(partition_id=partition)
+                batch.add(EventData(body))
+        if len(batch):
+            await producer.send_batch(batch)
+
+
+def numbered(count: int, start: int = 0) -> list[bytes]:
+    return [b'{"op":"set","path":"k%d","value":%d}' % (i, i) for i in range(start, start + count)]
+
+
+async def read_until(source: EventHubSource, after: int, last: int, timeout: float = 60.0) -> list[Event]:
+    """Everything ``source.read(after)`` delivers until event ``last`` arrived (fails after ``timeout``)."""
+    events: list[Event] = []
+    async with asyncio.timeout(timeout):
+        async for batch in source.read(after):
+            events.extend(batch)
+            if events and events[-1].sequence >= last:
+                return events
+    raise AssertionError("the read ended")
+
+
+async def drain(batches: AsyncIterator[Sequence[Event]], timeout: float = 30.0) -> int:
+    """Read ``batches`` to their end (a live read ends only by raising); the number of events seen."""
+    seen = 0
+    async with asyncio.timeout(timeout):
+        async for batch in batches:
+            seen += len(batch)
+    return seen

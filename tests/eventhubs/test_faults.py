@@ -1,0 +1,186 @@
+"""Faults the real service produces, against a real emulator process: restarts, outages, the retry budget."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from azure.eventhub import EventData
+from azure.eventhub.aio import EventHubProducerClient
+
+from statepump.eventhubs import Backoff, HubUnreachable
+from statepump.events import Event
+from statepump.sources.eventhubs import EventHubSource
+from tests.eventhubs.hub import drain, numbered, put, read_until
+from tests.fixtures.emulator import EmulatorProcess, free_port
+
+pytestmark = pytest.mark.emulator
+
+NOWHERE_KEY = "c2VjcmV0LWtleS1uZXZlci1sb2dnZWQ="
+
+
+async def produce(hub: EmulatorProcess, total: int, batch_size: int, rate: float, sent: list[int]) -> None:
+    """Send ``total`` numbered events to partition 0 at about ``rate`` events/s, retrying a batch until
+    the hub accepts it."""
+    producer: EventHubProducerClient | None = None
+    index = 0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        while index < total:
+            await asyncio.sleep(max(0.0, started + index / rate - loop.time()))  # pacing, not a wait for a condition
+            bodies = numbered(min(batch_size, total - index), index)
+            try:
+                if producer is None:
+                    producer = EventHubProducerClient.from_connection_string(hub.connection_string, retry_total=0)
+                batch = await producer.create_batch(partition_id="0")
+                for body in bodies:
+                    batch.add(EventData(body))
+                await producer.send_batch(batch)
+                index += len(bodies)
+                sent.append(index)
+            except Exception:
+                # The hub is down: a fresh client once it is back (a lost ack may store a batch twice,
+                # which is the hub's content, and the reader must deliver exactly that).
+                if producer is not None:
+                    with contextlib.suppress(Exception):
+                        await producer.close()
+                producer = None
+                await asyncio.sleep(0.1)  # retry interval of a producer polling for the hub
+    finally:
+        if producer is not None:
+            await producer.close()
+
+
+async def test_emulator_killed_and_restarted_mid_stream_no_duplicate_no_gap(
+    emulator_process: Callable[..., EmulatorProcess], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="statepump.sources")
+    hub = emulator_process(tmp_path / "data", partitions=1)
+    source = EventHubSource(
+        connection_string=hub.connection_string,
+        prefetch=300,
+        max_batch_size=100,
+        max_wait=0.3,
+        retry=Backoff(initial=0.05, maximum=0.5, max_seconds=60),
+    )
+    total, kills = 10_000, 3
+    sent: list[int] = []
+    delivered: list[Event] = []
+    producer = asyncio.create_task(produce(hub, total, 50, 1000.0, sent))
+
+    async def consume() -> None:
+        async for batch in source.read(-1):
+            delivered.extend(batch)
+            if producer.done() and delivered and delivered[-1].sequence >= last_sequence[0]:
+                return
+
+    last_sequence = [1 << 62]
+    consumer = asyncio.create_task(consume())
+    try:
+        async with asyncio.timeout(240):
+            for kill in range(1, kills + 1):
+                # Kill while events flow: after the reader has seen more, and before the producer is done.
+                while len(delivered) < kill * total // (kills + 2) and not consumer.done():
+                    await asyncio.sleep(0.02)
+                assert not consumer.done(), consumer
+                assert not producer.done(), "the kill must come while events still flow"
+                assert sent and sent[-1] < total - 1000
+                await asyncio.to_thread(hub.kill)
+                await asyncio.to_thread(hub.start)
+            await producer
+            last_sequence[0] = (await source.bounds()).last
+            await consumer
+    finally:
+        producer.cancel()
+        consumer.cancel()
+        await source.close()
+
+    numbers = [e.sequence for e in delivered]
+    assert numbers == list(range(last_sequence[0] + 1)), "duplicates or gaps were delivered"
+    assert last_sequence[0] + 1 >= total
+    assert source.reconnects >= kills
+    assert sum("reconnect attempt" in r.getMessage() for r in caplog.records) >= kills
+    # What was delivered is exactly what the hub holds: a fresh reader sees the same events.
+    fresh = EventHubSource(connection_string=hub.connection_string, max_wait=0.3)
+    try:
+        replay = await read_until(fresh, -1, last_sequence[0])
+    finally:
+        await fresh.close()
+    assert [(e.sequence, e.body) for e in replay] == [(e.sequence, e.body) for e in delivered]
+    assert set(numbered(total)) <= {e.body for e in delivered}
+
+
+def unreachable_source(retry: Backoff) -> tuple[EventHubSource, int]:
+    port = free_port()  # nothing listens there
+    cs = (
+        f"Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName=reader;SharedAccessKey={NOWHERE_KEY};"
+        "EntityPath=hub;UseDevelopmentEmulator=true"
+    )
+    return EventHubSource(connection_string=cs, max_wait=0.2, retry=retry), port
+
+
+async def test_unreachable_longer_than_the_budget_is_one_clear_error(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    source, port = unreachable_source(Backoff(initial=0.05, maximum=0.2, max_seconds=1.5))
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        with pytest.raises(HubUnreachable) as from_bounds:
+            await source.bounds()
+        assert 1.5 <= loop.time() - started < 10
+        started = loop.time()
+        with pytest.raises(HubUnreachable) as from_read:
+            await drain(source.read(-1))
+        assert 1.5 <= loop.time() - started < 15
+    finally:
+        await source.close()
+    for caught in (from_bounds, from_read):
+        message = str(caught.value)
+        assert f"partition 0 of 127.0.0.1:{port}/hub" in message
+        assert "unreachable" in message and "retry budget 1.5 s" in message
+        assert NOWHERE_KEY not in message
+    assert source.reconnects >= 2
+    assert NOWHERE_KEY not in caplog.text
+    assert any("retry" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+
+async def test_budget_by_attempts() -> None:
+    source, _ = unreachable_source(Backoff(initial=0.01, maximum=0.02, max_attempts=2, max_seconds=None))
+    try:
+        with pytest.raises(HubUnreachable, match="3 failed attempts"):
+            await source.bounds()
+    finally:
+        await source.close()
+
+
+async def test_hub_down_at_start_within_the_budget_comes_up(
+    emulator_process: Callable[..., EmulatorProcess], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="statepump.sources")
+    hub = emulator_process(tmp_path / "data", partitions=1)
+    await put(hub.connection_string, numbered(25))
+    await asyncio.to_thread(hub.stop)
+    source = EventHubSource(
+        connection_string=hub.connection_string,
+        max_wait=0.2,
+        retry=Backoff(initial=0.05, maximum=0.3, max_seconds=60),
+    )
+    try:
+        reading = asyncio.create_task(read_until(source, -1, 24, timeout=90))
+        async with asyncio.timeout(30):
+            while not any("reconnect attempt 2" in r.getMessage() for r in caplog.records):
+                await asyncio.sleep(0.02)
+        await asyncio.to_thread(hub.start)
+        events = await reading
+        bounds = await source.bounds()
+    finally:
+        await source.close()
+    assert [e.sequence for e in events] == list(range(25))
+    assert [e.body for e in events] == numbered(25)
+    assert (bounds.first, bounds.last) == (0, 24)
+    assert source.reconnects >= 2
