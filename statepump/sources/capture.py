@@ -113,8 +113,9 @@ class CaptureFiles(Protocol):
 class DirectoryFiles:
     """Capture files under a local directory, named by their relative paths with ``/``."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, chunk_size: int = CHUNK_BYTES) -> None:
         self.root = Path(root)
+        self.chunk_size = chunk_size
         self.description = f"directory {self.root}"
 
     async def list_files(self, prefix: str) -> list[StoredFile]:
@@ -138,7 +139,7 @@ class DirectoryFiles:
     async def chunks(self, name: str) -> AsyncIterator[bytes]:
         f = await asyncio.to_thread(open, self.root / name, "rb")
         try:
-            while chunk := await asyncio.to_thread(f.read, CHUNK_BYTES):
+            while chunk := await asyncio.to_thread(f.read, self.chunk_size):
                 yield chunk
         finally:
             f.close()
@@ -447,7 +448,9 @@ class CaptureSource:
         if f.name in self._probes:
             return self._probes[f.name]
         if f.size in self._empty_sizes:
-            return _Probe(AvroHeader(b"", b"", "null"), None)  # same size as a known empty file: empty
+            # Exactly the size of a header-only file: empty too. A file with a block is
+            # longer than any header that differs only in codec or schema version.
+            return _Probe(AvroHeader(b"", b"", "null"), None)
         length = PROBE_BYTES
         while True:
             try:

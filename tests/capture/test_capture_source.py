@@ -7,6 +7,7 @@ files can be; the Blob run starts Azurite (tests/fixtures/azurite.py).
 from __future__ import annotations
 
 import io
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
@@ -530,3 +531,22 @@ async def test_any_layout_any_start_any_hint(
     start = max((w for w, (first, last) in enumerate(spans) if last >= first and first <= after + 1), default=0)
     assert set(files.streamed) <= set(names[start:])
     assert {names[w] for w in range(start, len(layout)) if layout[w]} <= set(files.streamed)
+
+
+async def test_memory_stays_flat_while_reading_a_big_file(tmp_path: Path) -> None:
+    backend = DirBackend(tmp_path)
+    name = await backend.put_window(0, (ev(i) for i in range(80_000)))
+    size = (tmp_path / name).stat().st_size
+    source = counting_source(DirectoryFiles(tmp_path, chunk_size=64 * 1024), batch_size=500)
+    count = 0
+    tracemalloc.start()
+    try:
+        async for batch in source.read(-1):
+            count += len(batch)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await source.close()
+    assert count == 80_000
+    assert size > 8_000_000
+    assert peak < size / 3, f"peak {peak:,} bytes while reading a {size:,}-byte file"
