@@ -96,6 +96,10 @@ class Servable(Protocol):
     def subscribe(self, callback: Callable[[Version[Any], Version[Any]], None]) -> Callable[[], None]: ...
 
 
+class _Stopping(Exception):
+    """A waiting request outlived the server's stop grace."""
+
+
 class SocketInUse(StatepumpError):
     """Another live process answers on the socket path."""
 
@@ -168,6 +172,8 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
         self._all_closed = asyncio.Event()
+        #: Set when stop()'s grace is over: requests still waiting for a sequence number are answered 503.
+        self._grace_over = asyncio.Event()
         # Encoded responses of the version in _cache_version, keyed by request target.
         self._cache: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()
         self._cache_bytes = 0
@@ -220,6 +226,11 @@ class Server:
             self._all_closed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._all_closed.wait(), grace)
+        if self._connections:
+            # A request still waiting for its sequence number gets an answer, not a reset.
+            self._grace_over.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), 1.0)
         for connection in list(self._connections):
             connection.abort()
         if self._sweeper is not None:
@@ -695,6 +706,8 @@ class _Connection(asyncio.Protocol):
             self.abort()
             return
         self._process()
+        if self._server._stopping:
+            self.close_when_idle()  # no keep-alive while stopping: stop() need not wait out its grace
 
     async def _drain(self) -> None:
         if self._paused_since is None:
@@ -706,12 +719,33 @@ class _Connection(asyncio.Protocol):
         # The sweeper aborts the connection after write_timeout, which fails this future.
         await asyncio.shield(self._drained)
 
+    async def _wait_unless_stopping(self, sequence: int, timeout: float | None) -> Version[Any]:
+        waiting = asyncio.ensure_future(self._server.pump.wait_for(sequence, timeout))
+        grace_over = asyncio.ensure_future(self._server._grace_over.wait())
+        try:
+            await asyncio.wait({waiting, grace_over}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            grace_over.cancel()
+            if not waiting.done():
+                waiting.cancel()
+        if not waiting.done() or waiting.cancelled():
+            raise _Stopping
+        return waiting.result()
+
     async def _wait_and_answer(self, request: Request, query: StateQuery, started: float) -> None:
         assert query.min_sequence is not None
         stats = self._server.requests
         stats.waiting += 1
         try:
-            version = await self._server.pump.wait_for(query.min_sequence, query.timeout)
+            version = await self._wait_unless_stopping(query.min_sequence, query.timeout)
+        except _Stopping:
+            current = self._server.pump.version.sequence
+            message = (
+                f"the server is stopping; sequence {query.min_sequence} was not reached (the pump is at {current})"
+            )
+            body = error_body(503, message, min_sequence=query.min_sequence, sequence=current)
+            self._answer(request, "state", 503, response(503, body, keep_alive=False), started, close=True)
+            return
         except TimeoutError:
             current = self._server.pump.version.sequence
             message = f"sequence {query.min_sequence} not reached within {query.timeout:g} s (the pump is at {current})"
