@@ -1,0 +1,1 @@
+"""gunicorn workers reading the configuration from a ``statepump run`` sidecar."""

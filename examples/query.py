@@ -1,0 +1,54 @@
+"""The read-your-writes query parameters the example apps accept: ``?min_sequence=N&timeout=S``.
+
+A writer gets ``N`` back from ``statepump send``; a reader passing it waits
+until the app has applied event ``N``. Pure: the apps turn
+:class:`BadQuery` into a 400 response.
+
+>>> wait_arguments({"min_sequence": "7", "timeout": "2.5"})
+(7, 2.5)
+>>> wait_arguments({})
+(None, 0.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+#: A waiting request holds a server thread (Flask) or a worker (gunicorn), so waits are bounded.
+MAX_WAIT_SECONDS = 30.0
+DEFAULT_WAIT_SECONDS = 5.0
+
+
+class BadQuery(ValueError):
+    """A query parameter that is not what the route accepts; the message names it."""
+
+
+def wait_arguments(args: Mapping[str, str]) -> tuple[int | None, float]:
+    """``min_sequence`` (``None``: do not wait) and ``timeout`` from a query string, checked.
+
+    >>> wait_arguments({"min_sequence": "x"})
+    Traceback (most recent call last):
+    ...
+    examples.query.BadQuery: min_sequence must be a non-negative integer, not 'x'
+    >>> wait_arguments({"min_sequence": "1", "timeout": "600"})
+    Traceback (most recent call last):
+    ...
+    examples.query.BadQuery: timeout must be a number of seconds in (0, 30], not '600'
+    """
+    raw_sequence = args.get("min_sequence")
+    raw_timeout = args.get("timeout")
+    if raw_sequence is None:
+        if raw_timeout is not None:
+            raise BadQuery("timeout applies to min_sequence only")
+        return None, 0.0
+    if not (raw_sequence.isascii() and raw_sequence.isdigit()):
+        raise BadQuery(f"min_sequence must be a non-negative integer, not {raw_sequence!r}")
+    if raw_timeout is None:
+        return int(raw_sequence), DEFAULT_WAIT_SECONDS
+    try:
+        timeout = float(raw_timeout)
+    except ValueError:
+        timeout = -1.0  # reported below, with the value as given
+    if not 0 < timeout <= MAX_WAIT_SECONDS:
+        raise BadQuery(f"timeout must be a number of seconds in (0, {MAX_WAIT_SECONDS:g}], not {raw_timeout!r}")
+    return int(raw_sequence), timeout
