@@ -589,6 +589,9 @@ class _Connection(asyncio.Protocol):
     def _process(self) -> None:
         while self._queued and self._task is None and self._paused_since is None and not self._closing:
             self._handle(self._queued.popleft())
+        if self._server._stopping and self._task is None and not self._queued:
+            self._close()  # answered what was in flight; a stopping server takes nothing new
+            return
         if not self._reading and not self._queued and not self._closing and self._task is None:
             self._reading = True
             assert self._transport is not None
