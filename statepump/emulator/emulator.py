@@ -1,0 +1,200 @@
+"""The emulator as one object: AMQP listener, admin endpoint, retention and Capture.
+
+>>> import asyncio
+>>> async def demo() -> str:
+...     emulator = Emulator(partitions=1)
+...     await emulator.start()
+...     try:
+...         return emulator.connection_string.split(";")[-1]
+...     finally:
+...         await emulator.stop()
+>>> asyncio.run(demo())
+'UseDevelopmentEmulator=true'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from statepump.capture import DEFAULT_NAME_FORMAT
+from statepump.emulator.admin import start_admin
+from statepump.emulator.capture import BlobDestination, Capturer, Destination, DirectoryDestination
+from statepump.emulator.hub import Hub
+from statepump.emulator.server import AmqpClient
+
+log = logging.getLogger("statepump.emulator")
+
+#: The emulator accepts any key; these only fill the connection string's required fields.
+KEY_NAME = "RootManageSharedAccessKey"
+KEY = "emulator-accepts-any-key"
+
+
+class Emulator:
+    """A local Event Hubs namespace with one event hub, for development and tests.
+
+    ``data_dir`` None keeps events in memory; ``admin_port`` None runs no admin
+    endpoint (0 picks a free port); ``capture_dir`` or ``capture_container``
+    (with ``storage_connection_string``) turns Capture on.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        namespace: str = "emulator",
+        eventhub: str = "hub",
+        partitions: int = 2,
+        data_dir: Path | None = None,
+        retention: float | None = None,
+        admin_port: int | None = None,
+        capture_dir: Path | None = None,
+        capture_container: str | None = None,
+        storage_connection_string: str | None = None,
+        capture_interval: float = 300.0,
+        capture_name_format: str = DEFAULT_NAME_FORMAT,
+    ) -> None:
+        if retention is not None and retention <= 0:
+            raise ValueError(f"retention must be a positive number of seconds, not {retention}")
+        if capture_dir is not None and capture_container is not None:
+            raise ValueError("give capture_dir or capture_container, not both")
+        if capture_container is not None and not storage_connection_string:
+            raise ValueError("capture_container needs storage_connection_string")
+        self.host = host
+        self.port = port
+        self.namespace = namespace
+        self.eventhub = eventhub
+        self.partitions = partitions
+        self.data_dir = data_dir
+        self.retention = retention
+        self.admin_port = admin_port
+        self._capture_dir = capture_dir
+        self._capture_container = capture_container
+        self._storage_connection_string = storage_connection_string
+        self._capture_interval = capture_interval
+        self._capture_name_format = capture_name_format
+        self.hub: Hub | None = None
+        self.capturer: Capturer | None = None
+        self._clients: set[AmqpClient] = set()
+        self._server: asyncio.Server | None = None
+        self._admin: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def connection_string(self) -> str:
+        """A connection string the ``azure-eventhub`` SDK accepts for this emulator."""
+        return (
+            f"Endpoint=sb://{self.host}:{self.port}/;SharedAccessKeyName={KEY_NAME};"
+            f"SharedAccessKey={KEY};EntityPath={self.eventhub};UseDevelopmentEmulator=true"
+        )
+
+    def _hub(self) -> Hub:
+        if self.hub is None:
+            raise RuntimeError("the emulator is not started")
+        return self.hub
+
+    async def start(self) -> None:
+        """Open the data, bind the listeners (``port``/``admin_port`` become the real ports)."""
+        if self.hub is not None:
+            raise RuntimeError("the emulator is already started")
+        hub = Hub(self.eventhub, partitions=self.partitions, data_dir=self.data_dir)
+        self.hub = hub
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(lambda: AmqpClient(hub, self._clients), self.host, self.port)
+            self.port = self._server.sockets[0].getsockname()[1]
+            if self.admin_port is not None:
+                self._admin = await start_admin(hub, self.host, self.admin_port)
+                self.admin_port = self._admin.sockets[0].getsockname()[1]
+        except BaseException:
+            await self.stop()
+            raise
+        if self.retention is not None:
+            self._tasks.append(asyncio.create_task(self._retain(self.retention)))
+        destination: Destination | None = None
+        if self._capture_dir is not None:
+            destination = DirectoryDestination(self._capture_dir)
+        elif self._capture_container is not None and self._storage_connection_string:
+            destination = BlobDestination(self._storage_connection_string, self._capture_container)
+        if destination is not None:
+            self.capturer = Capturer(
+                hub,
+                destination,
+                namespace=self.namespace,
+                interval=self._capture_interval,
+                name_format=self._capture_name_format,
+                state_dir=self.data_dir,
+            )
+            self._tasks.append(asyncio.create_task(self.capturer.run()))
+
+    async def _retain(self, retention: float) -> None:
+        # Check often enough that the beginning moves within ~1% of retention (at most 1 s late).
+        period = min(max(retention / 100, 0.01), 1.0)
+        while True:
+            try:
+                self._hub().apply_retention(retention)
+            except Exception:
+                log.exception("emulator: retention pass failed")
+            await asyncio.sleep(period)
+
+    async def stop(self) -> None:
+        """Close every connection and listener, stop timers, close the logs."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for server in (self._server, self._admin):
+            if server is not None:
+                server.close()
+        for client in list(self._clients):
+            client.close("the emulator is stopping")
+        for server in (self._server, self._admin):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(server.wait_closed(), 2.0)
+        self._server = self._admin = None
+        if self.capturer is not None:
+            await self.capturer.close()
+            self.capturer = None
+        if self.hub is not None:
+            self.hub.close()
+            self.hub = None
+
+    def expire(self, partition: str, before_sequence: int) -> None:
+        """Drop the events of ``partition`` below ``before_sequence``, as retention would."""
+        self._hub().expire(partition, before_sequence)
+
+    def partition_info(self, partition: str) -> dict[str, object]:
+        """The partition's numbers (as the admin endpoint's ``GET /partitions/{id}``)."""
+        return self._hub().info(partition).as_dict()
+
+    async def flush_capture(self) -> None:
+        """Write the current Capture window now."""
+        if self.capturer is None:
+            raise RuntimeError("Capture is not configured (give capture_dir or capture_container)")
+        await self.capturer.flush()
+
+
+async def serve_forever(emulator: Emulator) -> None:
+    """Start ``emulator``, log its connection string, run until SIGINT/SIGTERM, stop."""
+    await emulator.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    admin = f" admin http://{emulator.host}:{emulator.admin_port}" if emulator.admin_port is not None else ""
+    log.info("Event Hubs emulator ready: %s%s", emulator.connection_string, admin)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        await emulator.stop()
