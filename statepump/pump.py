@@ -126,6 +126,7 @@ class Pump(Generic[S]):
         gc_interval: float = 300.0,
         replan_interval: float = 5.0,
         progress_interval: float = 5.0,
+        until: int | None = None,
     ) -> None:
         self.source = source
         self.reducer = reducer
@@ -139,6 +140,8 @@ class Pump(Generic[S]):
         self.hmac_key = hmac_key
         self.replan_interval = replan_interval
         self.progress_interval = progress_interval
+        #: Stop after applying this sequence number (the snapshotter's target); ``None`` pumps forever.
+        self.until = until
 
         #: The current version. Replaced, never mutated: read it once and use that object.
         self.version: Version[S] = initial_version(reducer, partition)
@@ -429,12 +432,18 @@ class Pump(Generic[S]):
         self._collector.start()
         try:
             await self._load()
+            hint = getattr(self.capture, "set_time_hint", None)
+            if hint is not None and self.version.enqueued_time is not None:
+                # Capture names carry window times: start the search near the snapshot's time.
+                hint(self.version.enqueued_time)
             coverage = plan.CaptureCoverage.unknown() if self.capture else plan.CaptureCoverage.off()
             while not self._stopping.is_set():
                 bounds = await self.source.bounds()
                 self._hub_last = (bounds.last, bounds.last_enqueued_time)
                 try:
-                    step = plan.next_step(self.version.sequence, bounds, coverage, allow_gap=self.allow_gap)
+                    step = plan.next_step(
+                        self.version.sequence, bounds, coverage, until=self.until, allow_gap=self.allow_gap
+                    )
                 except SequenceGapError as gap:
                     await self._stopped_by_gap(gap)
                     coverage = plan.CaptureCoverage.unknown() if self.capture else coverage
@@ -444,11 +453,16 @@ class Pump(Generic[S]):
                     coverage = plan.CaptureCoverage(True, await self.capture.bounds())
                     continue
                 if isinstance(step, plan.Done):
+                    self._become_ready()
                     return
                 if step.skipped is not None:
                     self._skip(step.skipped)
                 if isinstance(step, plan.ReadCapture):
-                    await self._read_capture(step)
+                    try:
+                        await self._read_capture(step)
+                    except SequenceGapError as gap:  # Capture files missing or not contiguous
+                        await self._stopped_by_gap(gap)
+                        coverage = plan.CaptureCoverage.unknown()
                 else:
                     await self._read_hub(step, bounds.last)
                     # The hub read only ends on a gap: Capture's coverage may have grown since.
@@ -497,13 +511,16 @@ class Pump(Generic[S]):
         self._phase = f"catching up from Capture to {step.through}"
         progress = _Progress(self, step.through, "Capture")
         async for batch in self.capture.read(step.after):
-            take = [e for e in batch if e.sequence <= step.through]
-            self._apply(take, "capture")
+            if batch and batch[-1].sequence > step.through:
+                batch = [e for e in batch if e.sequence <= step.through]
+            self._apply(batch, "capture")
             progress.tick()
             if self.version.sequence >= step.through or self._stopping.is_set():
                 return
 
     async def _read_hub(self, step: plan.ReadHub, target: int) -> None:
+        if step.until is not None:
+            target = min(target, step.until)
         self._phase = f"catching up from the hub to {target}"
         self._problem = None
         self._gap = None
@@ -523,6 +540,8 @@ class Pump(Generic[S]):
             self._collector.maybe_collect()
             if self._stopping.is_set():
                 raise _Stop
+            if step.until is not None and self.version.sequence >= step.until:
+                return  # the loop re-plans and gets Done
 
     def _become_ready(self) -> None:
         self._ready = True
@@ -532,7 +551,7 @@ class Pump(Generic[S]):
 
     async def _stopped_by_gap(self, gap: SequenceGapError) -> None:
         if self._gap is None or str(self._gap) != str(gap):
-            log.error("not serving as ready: %s; re-checking every %.0f s", gap, self.replan_interval)
+            log.error("not serving as ready: %s; re-checking every %g s", gap, self.replan_interval)
         self._gap = gap
         self._ready = False
         self._phase = "stopped by a gap"
