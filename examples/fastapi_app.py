@@ -24,6 +24,7 @@ to catch up; if it has not by then, the app serves anyway and ``/readyz`` says w
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,36 +34,28 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from examples.pricing import NoPrice, PricingError, quote_from
-from examples.query import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS
+from examples.protocol import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, SEQUENCE_HEADER
+from examples.pump_settings import hub_settings
 from statepump.components import make_pump
 from statepump.errors import ConfigError
 from statepump.events import Version
 from statepump.pump import Pump
-from statepump.settings import Settings, load
+from statepump.settings import Settings
 from statepump.statejson import MISSING, encode, walk
 
 log = logging.getLogger("examples.fastapi_app")
 
-SEQUENCE_HEADER = "Statepump-Sequence"
-
-
-def hub_settings() -> Settings:
-    """statepump's settings from ``STATEPUMP_*`` variables (and ``STATEPUMP_CONFIG``'s TOML file)."""
-    settings = load({})
-    if settings.embedded:
-        raise ConfigError(
-            "no Event Hubs configured: set STATEPUMP_CONNECTION_STRING (for a local emulator, "
-            "the one `statepump emulator` prints) or STATEPUMP_NAMESPACE"
-        )
-    return settings
-
 
 def ready_timeout() -> float:
+    """Seconds the start-up waits for the pump to catch up (``STATEPUMP_EXAMPLE_READY_TIMEOUT``, default 60)."""
     raw = os.environ.get("STATEPUMP_EXAMPLE_READY_TIMEOUT", "60")
     try:
-        return float(raw)
+        seconds = float(raw)
     except ValueError:
-        raise ConfigError(f"STATEPUMP_EXAMPLE_READY_TIMEOUT must be a number of seconds, not {raw!r}") from None
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"STATEPUMP_EXAMPLE_READY_TIMEOUT must be a positive number of seconds, not {raw!r}")
+    return seconds
 
 
 def the_pump(request: Request) -> Pump[Any]:

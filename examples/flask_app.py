@@ -29,26 +29,13 @@ from typing import Any
 from flask import Flask, Response, request
 
 from examples.pricing import NoPrice, PricingError, quote_from
-from examples.query import BadQuery, wait_arguments
+from examples.protocol import SEQUENCE_HEADER, BadQuery, wait_arguments
+from examples.pump_settings import hub_settings
 from statepump.components import make_pump
-from statepump.errors import ConfigError
 from statepump.events import Version
 from statepump.pump import Pump
-from statepump.settings import Settings, load
+from statepump.settings import Settings
 from statepump.statejson import MISSING, encode, walk
-
-SEQUENCE_HEADER = "Statepump-Sequence"
-
-
-def hub_settings() -> Settings:
-    """statepump's settings from ``STATEPUMP_*`` variables (and ``STATEPUMP_CONFIG``'s TOML file)."""
-    settings = load({})
-    if settings.embedded:
-        raise ConfigError(
-            "no Event Hubs configured: set STATEPUMP_CONNECTION_STRING (for a local emulator, "
-            "the one `statepump emulator` prints) or STATEPUMP_NAMESPACE"
-        )
-    return settings
 
 
 def _json(body: object, status: int = 200, version: Version[Any] | None = None) -> Response:

@@ -31,11 +31,9 @@ from pathlib import Path
 
 from flask import Flask, Response, request
 
-from examples.query import BadQuery, wait_arguments
+from examples.protocol import SEQUENCE_HEADER, BadQuery, wait_arguments
 from statepump.client import Client, NotReady, PathNotFound, SidecarUnavailable, Timeout
 from statepump.settings import load
-
-SEQUENCE_HEADER = "Statepump-Sequence"
 
 #: Read once in the master (with ``preload_app``) or the worker; reading settings opens no socket.
 SOCKET_PATH: Path = load({}).socket_path

@@ -17,7 +17,7 @@ worker_class = "sync"
 # Loading the app once in the master saves memory and start-up time; it is
 # safe because the app opens no socket at import (see post_fork).
 preload_app = True
-# A request may wait up to 30 s for ?min_sequence (examples/query.py); a worker silent longer is killed.
+# A request may wait up to 30 s for ?min_sequence (examples/protocol.py); a worker silent longer is killed.
 timeout = 60
 # gunicorn >= 25.1 opens a control socket under $HOME by default; the example needs none.
 control_socket_disable = True

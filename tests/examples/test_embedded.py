@@ -220,3 +220,16 @@ def test_ctrl_c_stops_the_app_and_its_pump_cleanly(kind: str, partition: str, hu
     assert elapsed < 5, f"stopping took {elapsed:.1f} s:\n{log}"
     assert "Task was destroyed but it is pending" not in log, log
     assert "Traceback" not in log, log
+
+
+@pytest.mark.parametrize("kind", ["flask", "fastapi"])
+def test_without_a_hub_the_app_does_not_start_and_says_what_to_set(kind: str, tmp_path: Path) -> None:
+    served = Served(kind, _argv(kind, free_port()), {"STATEPUMP_DATA_DIR": str(tmp_path)}, tmp_path / "app.log")
+    served.start()
+    try:
+        assert served.process is not None
+        code = served.process.wait(60)
+    finally:
+        served.stop()
+    assert code != 0
+    assert "no Event Hubs configured: set STATEPUMP_CONNECTION_STRING" in served.log()

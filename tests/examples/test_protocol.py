@@ -1,10 +1,10 @@
-"""examples/query.py: the read-your-writes query parameters (pure, no I/O)."""
+"""examples/protocol.py: the read-your-writes query parameters (pure, no I/O)."""
 
 from __future__ import annotations
 
 import pytest
 
-from examples.query import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, BadQuery, wait_arguments
+from examples.protocol import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, BadQuery, wait_arguments
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
-"""The read-your-writes query parameters the example apps accept: ``?min_sequence=N&timeout=S``.
+"""What the example apps' HTTP answers share: the sequence header and the read-your-writes parameters.
 
-A writer gets ``N`` back from ``statepump send``; a reader passing it waits
-until the app has applied event ``N``. Pure: the apps turn
-:class:`BadQuery` into a 400 response.
+Every answer read from the state names its version in ``Statepump-Sequence``
+(as the sidecar's socket API does). ``?min_sequence=N&timeout=S`` asks to
+wait until event ``N`` is applied: a writer gets ``N`` back from
+``statepump send``. Pure: the apps turn :class:`BadQuery` into a 400 response.
 
 >>> wait_arguments({"min_sequence": "7", "timeout": "2.5"})
 (7, 2.5)
@@ -13,6 +14,9 @@ until the app has applied event ``N``. Pure: the apps turn
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+#: The response header naming the sequence number of the version an answer was read from.
+SEQUENCE_HEADER = "Statepump-Sequence"
 
 #: A waiting request holds a server thread (Flask) or a worker (gunicorn), so waits are bounded.
 MAX_WAIT_SECONDS = 30.0
@@ -29,11 +33,11 @@ def wait_arguments(args: Mapping[str, str]) -> tuple[int | None, float]:
     >>> wait_arguments({"min_sequence": "x"})
     Traceback (most recent call last):
     ...
-    examples.query.BadQuery: min_sequence must be a non-negative integer, not 'x'
+    examples.protocol.BadQuery: min_sequence must be a non-negative integer, not 'x'
     >>> wait_arguments({"min_sequence": "1", "timeout": "600"})
     Traceback (most recent call last):
     ...
-    examples.query.BadQuery: timeout must be a number of seconds in (0, 30], not '600'
+    examples.protocol.BadQuery: timeout must be a number of seconds in (0, 30], not '600'
     """
     raw_sequence = args.get("min_sequence")
     raw_timeout = args.get("timeout")
