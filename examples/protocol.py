@@ -42,9 +42,7 @@ def wait_arguments(args: Mapping[str, str]) -> tuple[int | None, float]:
     raw_sequence = args.get("min_sequence")
     raw_timeout = args.get("timeout")
     if raw_sequence is None:
-        if raw_timeout is not None:
-            raise BadQuery("timeout applies to min_sequence only")
-        return None, 0.0
+        return None, 0.0  # a timeout alone is ignored, as the sidecar's socket API does
     if not (raw_sequence.isascii() and raw_sequence.isdigit()):
         raise BadQuery(f"min_sequence must be a non-negative integer, not {raw_sequence!r}")
     if raw_timeout is None:

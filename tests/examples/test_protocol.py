@@ -11,6 +11,7 @@ from examples.protocol import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, BadQuery, 
     ("args", "expected"),
     [
         ({}, (None, 0.0)),
+        ({"timeout": "1"}, (None, 0.0)),
         ({"min_sequence": "0"}, (0, DEFAULT_WAIT_SECONDS)),
         ({"min_sequence": "42", "timeout": "0.25"}, (42, 0.25)),
         ({"min_sequence": "42", "timeout": str(MAX_WAIT_SECONDS)}, (42, MAX_WAIT_SECONDS)),
@@ -34,7 +35,6 @@ def test_accepted(args: dict[str, str], expected: tuple[int | None, float]) -> N
         ({"min_sequence": "1", "timeout": "inf"}, "timeout"),
         ({"min_sequence": "1", "timeout": "31"}, "timeout"),
         ({"min_sequence": "1", "timeout": "soon"}, "timeout"),
-        ({"timeout": "1"}, "timeout"),
     ],
 )
 def test_rejected_with_the_parameter_named(args: dict[str, str], named: str) -> None:
