@@ -395,19 +395,22 @@ class Pump(Generic[S]):
         """
         started = threading.Event()
         loop = asyncio.new_event_loop()
+        failed: list[BaseException] = []
 
         def main() -> None:
+            # The loop runs until stop_in_thread() stops it, not until the pump's
+            # task ends: stop() itself must be able to finish on this loop.
             asyncio.set_event_loop(loop)
-
-            async def go() -> None:
-                await self.start()
-                started.set()
-                assert self._task is not None
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-
             try:
-                loop.run_until_complete(go())
+                loop.run_until_complete(self.start())
+            except BaseException as exc:
+                failed.append(exc)
+                started.set()
+                loop.close()
+                return
+            started.set()
+            try:
+                loop.run_forever()
             finally:
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
@@ -415,16 +418,21 @@ class Pump(Generic[S]):
         self._thread = threading.Thread(target=main, name=name, daemon=True)
         self._thread.start()
         started.wait()
+        if failed:
+            raise failed[0]
 
     def stop_in_thread(self, timeout: float = 10.0) -> None:
         """Stop a pump started with :meth:`start_in_thread` and join its thread."""
-        if self._thread is None or self._loop is None:
+        loop, thread = self._loop, self._thread
+        if thread is None or loop is None:
             return
-        future = asyncio.run_coroutine_threadsafe(self.stop(), self._loop)
-        with contextlib.suppress(concurrent.futures.CancelledError, RuntimeError):
+        future = asyncio.run_coroutine_threadsafe(self.stop(), loop)
+        try:
             future.result(timeout)
-        self._thread.join(timeout)
-        self._thread = None
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+            self._thread = None
 
     # --- the loop -------------------------------------------------------------------------
 

@@ -199,14 +199,8 @@ def test_readyz_says_why_after_a_poison_event_and_the_last_good_version_is_still
         assert response.headers[SEQUENCE] == str(good)
 
 
-# Pump.stop_in_thread (statepump/pump.py) times out after 10 s against a hub: its thread's loop ends as soon
-# as the pump task does, which stop() causes by closing the source, so stop() never finishes. Strict: once
-# the pump is fixed this xfail fails, and the marker goes.
-STOP_IN_THREAD_BUG = pytest.mark.xfail(strict=True, reason="Pump.stop_in_thread hangs until its timeout")
-
-
 @pytest.mark.parametrize(
-    ("kind", "partition"), [pytest.param("flask", "4", marks=STOP_IN_THREAD_BUG), ("fastapi", "5")]
+    ("kind", "partition"), [("flask", "4"), ("fastapi", "5")]
 )
 def test_ctrl_c_stops_the_app_and_its_pump_cleanly(kind: str, partition: str, hub: Hub, tmp_path: Path) -> None:
     with running_app(kind, hub, partition, tmp_path) as app:
