@@ -73,13 +73,33 @@ def report(outcome: Outcome, *, as_json: bool) -> None:
     print(outcome.line(), flush=True)
 
 
-def describe_failure(exc: BaseException) -> str:
-    """The one line printed for a failed run (no secret in it)."""
+def secrets_of(settings: Settings) -> tuple[str, ...]:
+    """The secret values in ``settings``, to be masked in anything printed."""
+    values = []
+    for secret in (settings.connection_string, settings.storage_connection_string):
+        if secret is not None:
+            text = secret.get_secret_value()
+            values.append(text)
+            # The key alone may be quoted by an error, without the rest of the string.
+            for part in text.split(";"):
+                key, sep, value = part.partition("=")
+                if sep and key.strip().lower() in ("sharedaccesskey", "accountkey", "sharedaccesssignature"):
+                    values.append(value.strip())
+    return tuple(v for v in values if v)
+
+
+def describe_failure(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
+    """The one line printed for a failed run, with SAS signatures, keys and ``secrets`` masked.
+
+    >>> describe_failure(ValueError("bad SharedAccessKey=abc"), ("abc",))
+    'unexpected ValueError: bad SharedAccessKey=***'
+    """
     from statepump.stores.blob import scrub
 
+    text = " ".join(str(exc).split())  # one line, whatever the exception's message looked like
     if isinstance(exc, StatepumpError):
-        return scrub(str(exc))
-    return f"unexpected {type(exc).__name__}: {scrub(str(exc))}"
+        return scrub(text, *secrets)
+    return f"unexpected {type(exc).__name__}: {scrub(text, *secrets)}"
 
 
 def with_embedded_hub(settings: Settings) -> Settings:
@@ -126,7 +146,7 @@ async def continuous(
             break
         exc = run.exception()
         if exc is not None:
-            print(f"{PROG}: {describe_failure(exc)}", file=sys.stderr, flush=True)
+            print(f"{PROG}: {describe_failure(exc, secrets_of(settings))}", file=sys.stderr, flush=True)
         else:
             report(run.result(), as_json=settings.json_output)
         with contextlib.suppress(TimeoutError):
@@ -156,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args, "snapshotter")
         settings.hmac_key()  # an unreadable key file is a settings error, found before any work
+        if settings.rebuild and settings.continuous:
+            raise ConfigError("--rebuild builds one snapshot from the earliest event; it cannot be --continuous")
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
@@ -169,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         log.debug("run failed", exc_info=True)
-        print(f"{PROG}: {describe_failure(exc)}", file=sys.stderr)
+        print(f"{PROG}: {describe_failure(exc, secrets_of(settings))}", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -38,7 +38,7 @@ from statepump.pump import Pump, PumpFailed
 from statepump.settings import Settings
 from statepump.snapshot import write_snapshot
 from statepump.sources import EventSource
-from statepump.stores import SnapshotRef, SnapshotStore
+from statepump.stores import SnapshotStore, snapshot_name
 
 log = logging.getLogger("snapshotter")
 
@@ -104,7 +104,12 @@ async def _run(
             settings, store, Outcome("nothing-new", None, None, 0, None, 0.0, None, **common), None, started
         )
     if aim != hub_last:
-        log.info("snapshot %d exists but is not usable here; aiming at %d", hub_last, aim)
+        log.info(
+            "a snapshot at the hub's last event %d exists; aiming at %d, which is needed only if that "
+            "snapshot is not this reducer's (else there is nothing new)",
+            hub_last,
+            aim,
+        )
 
     pump = make_pump(
         settings,
@@ -172,7 +177,9 @@ async def _run(
         timings["write"] = time.monotonic() - write_started
         outcome = Outcome(
             "backed-off",
-            _name_of(refs, store, pump.version.sequence),
+            snapshot_name(
+                settings.snapshot_prefix, settings.resolved_eventhub(), settings.partition, pump.version.sequence
+            ),
             pump.version.sequence,
             applied,
             total,
@@ -188,17 +195,6 @@ async def _run(
     log.info("wrote %s (%d bytes) in %.2f s", ref.name, size, timings["write"])
     outcome = Outcome("written", ref.name, ref.sequence, applied, total, 0.0, size, timings=timings, **common)
     return await _finish(settings, store, outcome, ref.sequence, started)
-
-
-def _name_of(refs: list[SnapshotRef], store: SnapshotStore, sequence: int) -> str:
-    from statepump.stores import snapshot_name
-
-    for ref in refs:
-        if ref.sequence == sequence:
-            return ref.name
-    eventhub = str(getattr(store, "eventhub", "?"))
-    partition = str(getattr(store, "partition", "?"))
-    return snapshot_name(str(getattr(store, "prefix", "")), eventhub, partition, sequence)
 
 
 async def _catch_up(pump: Pump[Any], aim: int) -> None:

@@ -56,8 +56,8 @@ def protected(s: dict[str, object]) -> set[int]:
     if usable is None:
         return everything
     keep = set(sorted(everything)[-policy.keep :])
-    young = timedelta(seconds=policy.keep_younger_than)
-    keep |= {r.sequence for r in refs if r.modified is None or NOW - r.modified < young}
+    young = policy.keep_younger_than
+    keep |= {r.sequence for r in refs if r.modified is None or (NOW - r.modified).total_seconds() < young}
     keep |= {s for s in everything if s >= usable}
     hub_first = s["hub_first"]
     if not s["capture"] and hub_first is not None:

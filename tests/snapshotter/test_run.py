@@ -377,3 +377,20 @@ def test_settings_come_from_the_environment_and_toml_too(tmp_path: Path, monkeyp
         True,
         "/srv/snaps",
     )
+
+
+def test_rebuild_cannot_be_continuous(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--rebuild", "--continuous"]) == 2
+    assert "--rebuild" in capsys.readouterr().err
+
+
+def test_a_failure_line_masks_the_configured_secrets(tmp_path: Path) -> None:
+    from snapshotter.cli import describe_failure, secrets_of
+
+    key = "S2V5LWZvci10aGUtdGVzdA=="
+    s = settings(
+        tmp_path,
+        connection_string=f"Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey={key};EntityPath=hub",
+    )
+    line = describe_failure(OSError(f"cannot connect with\nkey {key}"), secrets_of(s))
+    assert line == "unexpected OSError: cannot connect with key ***"
