@@ -194,3 +194,27 @@ async def test_settings_from_the_environment(emulator: Emulator, tmp_path: Path)
     assert done.out.startswith("snapshotter: wrote snapshots/hub/0/00000000000000000002.snapshot")
     assert done.out.strip().endswith("retention would delete 0, kept 1")  # --dry-run, from STATEPUMP_DRY_RUN
     assert emulator.connection_string.split("SharedAccessKey=")[1].split(";")[0] not in done.err
+
+
+async def test_catches_up_through_capture_when_the_hub_has_dropped_events(tmp_path: Path) -> None:
+    capture = tmp_path / "capture"
+    emulator = Emulator(port=0, partitions=1, capture_dir=capture, capture_interval=3600)
+    await emulator.start()
+    try:
+        await send(emulator, 0, 40)
+        snapshots = tmp_path / "snapshots"
+        assert (await snapshotter(*hub_args(emulator, snapshots))).code == 0  # snapshot 39
+        await send(emulator, 40, 60)
+        await emulator.flush_capture()  # Capture now holds 0..99
+        emulator.expire("0", 90)  # the hub only 90..99: 40..89 must come from Capture
+        done = await snapshotter(*hub_args(emulator, snapshots, "--capture-dir", str(capture), "--json"))
+        assert done.code == 0, done.err
+        summary = json.loads(done.out)
+        assert (summary["action"], summary["sequence"], summary["events_folded"]) == ("written", 99, 60)
+        assert (summary["events_from_capture"], summary["events_from_hub"]) == (50, 10)
+        _, state = codec.decode((snapshots / summary["snapshot"]).read_bytes())
+        from tests.snapshotter.test_run import replay
+
+        assert state == replay(100)
+    finally:
+        await emulator.stop()
