@@ -16,6 +16,7 @@ server around it parses HTTP/1.1 with ``h11``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -101,10 +102,8 @@ async def _serve_connection(hub: Hub, reader: asyncio.StreamReader, writer: asyn
                 return  # ConnectionClosed or PAUSED
     except h11.RemoteProtocolError as exc:
         if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            try:
+            with contextlib.suppress(h11.LocalProtocolError, ConnectionError):
                 await send(exc.error_status_hint, {"error": f"bad HTTP request: {exc}"}, keep_alive=False)
-            except (h11.LocalProtocolError, ConnectionError):
-                pass
     except ConnectionError:
         pass
     finally:

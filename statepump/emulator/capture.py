@@ -21,6 +21,7 @@ both windows' events instead of replacing it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -85,10 +86,8 @@ class BlobDestination:
         from azure.core.exceptions import ResourceExistsError
 
         if not self._created:
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 await self._container.create_container()
-            except ResourceExistsError:
-                pass
             self._created = True
         await self._container.upload_blob(name, data, overwrite=True)
 

@@ -110,7 +110,8 @@ class PartitionLog:
     # -- loading -----------------------------------------------------------------
 
     def _load(self) -> None:
-        assert self._path is not None and self._meta is not None
+        assert self._path is not None
+        assert self._meta is not None
         if self._meta.exists():
             meta = json.loads(self._meta.read_text())
             self._begin = int(meta["begin"])

@@ -88,6 +88,7 @@ def management_reply(
         return _reply(request, 400, f"unsupported $management operation {operation!r} (only READ)")
     if name is None or name.lower() != eventhub.lower():
         return _reply(request, 404, f"The messaging entity '{name}' could not be found.")
+    body: dict[str, Any]
     if kind == EVENTHUB_TYPE:
         body = {
             "name": eventhub,

@@ -262,10 +262,16 @@ class ServerConnection:
             code, fields = wire.decode_frame_body(memoryview(body))
         except (ValueError, IndexError, KeyError, TypeError, struct.error, UnicodeDecodeError) as exc:
             raise ProtocolError(b"amqp:decode-error", f"undecodable frame body on channel {channel}: {exc}") from exc
-        if frame_type == 1:
-            self._on_sasl(code, fields)
-        else:
-            self._on_frame(channel, code, fields, events)
+        try:
+            if frame_type == 1:
+                self._on_sasl(code, fields)
+            else:
+                self._on_frame(channel, code, fields, events)
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+            # A well-framed body whose fields have the wrong types or count.
+            raise ProtocolError(
+                b"amqp:decode-error", f"invalid performative 0x{code:02x} on channel {channel}: {exc}"
+            ) from exc
         return True
 
     def _refuse_header(self) -> None:
@@ -529,9 +535,10 @@ class ServerConnection:
                 if not link.receiving and link.attached and not link.detached:
                     events.append(CreditChanged(link))
             return
-        link = session.links.get(int(handle))
-        if link is None or link.detached:
+        flowing = session.links.get(int(handle))
+        if flowing is None or flowing.detached:
             return
+        link = flowing
         if not link.receiving and fields[6] is not None:
             delivery_count = int(fields[5]) if fields[5] is not None else 0
             link.credit = delivery_count + int(fields[6]) - link.delivery_count

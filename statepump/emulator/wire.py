@@ -20,7 +20,6 @@ Why we are careful here, in short (the long version is
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 from azure.eventhub._pyamqp import _decode, _encode, endpoints, performatives
@@ -63,7 +62,7 @@ Source = endpoints.Source
 Target = endpoints.Target
 
 # The decoder's dispatch table by constructor byte; private, hence the contract test.
-_DECODERS: list[Callable[[memoryview], tuple[memoryview, Any]] | None] = _decode._DECODE_BY_CONSTRUCTOR
+_DECODERS: list[Any] = _decode._DECODE_BY_CONSTRUCTOR
 _CHANNEL = struct.Struct(">H")
 
 
@@ -97,7 +96,7 @@ def transfer_frame(
         fields += b"\x40\x40\x40"  # continuation: delivery-id, tag and format null
     else:
         _encode.encode_uint(fields, delivery_id)
-        _encode.encode_binary(fields, tag)
+        _encode.encode_binary(fields, tag or b"")
         _encode.encode_uint(fields, 0)
     fields += b"\x41" if settled else b"\x42"
     fields += b"\x41" if more else b"\x42"
@@ -143,8 +142,25 @@ def skip_value(buffer: memoryview) -> tuple[Any, memoryview]:
     """
     if not buffer:
         raise ValueError("unexpected end of data")
-    decoder = _DECODERS[buffer[0]]
+    constructor = buffer[0]
+    decoder = _DECODERS[constructor]
     if decoder is None:
-        raise ValueError(f"unknown AMQP type constructor 0x{buffer[0]:02x}")
+        raise ValueError(f"unknown AMQP type constructor 0x{constructor:02x}")
+    # The codec slices without checking, so a truncated value would decode
+    # short instead of failing: check the declared size of variable-width types.
+    width = _SIZE_WIDTH.get(constructor)
+    if width is not None:
+        if len(buffer) < 1 + width:
+            raise ValueError(f"truncated value (constructor 0x{constructor:02x})")
+        size = int.from_bytes(buffer[1 : 1 + width], "big")
+        if size > len(buffer) - 1 - width:
+            raise ValueError(f"value of {size} bytes overruns the {len(buffer) - 1 - width} bytes left")
     rest, value = decoder(buffer[1:])
     return value, rest
+
+
+# Size field width of the variable-width encodings: binary, string, symbol, list, map, array.
+_SIZE_WIDTH: Final = {
+    **dict.fromkeys((0xA0, 0xA1, 0xA3, 0xC0, 0xC1, 0xE0), 1),
+    **dict.fromkeys((0xB0, 0xB1, 0xB3, 0xD0, 0xD1, 0xF0), 4),
+}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -98,7 +98,7 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def receiving(connection_string: str, partition: str, **kwargs: Any) -> Any:
+async def receiving(connection_string: str, partition: str, **kwargs: Any) -> AsyncIterator[Receiver]:
     receiver = await Receiver(connection_string, partition, **kwargs).start()
     try:
         yield receiver

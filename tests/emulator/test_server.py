@@ -1,0 +1,123 @@
+"""The asyncio shell: admin endpoint, retention timer, bad clients, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+
+import pytest
+from azure.eventhub.aio import EventHubProducerClient
+
+from statepump.emulator import Emulator, wire
+from statepump.emulator.wire import performatives as p
+
+from .clients import bodies, receive, send
+
+pytestmark = pytest.mark.emulator
+
+
+async def http(port: int, method: str, target: str, raw: bytes | None = None) -> tuple[int, dict[str, object]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw or f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ")[1])
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    body = json.loads(await reader.readexactly(length))
+    writer.close()
+    await writer.wait_closed()
+    return status, body
+
+
+async def test_admin_endpoint(emulator: Emulator, producer: EventHubProducerClient) -> None:
+    assert emulator.admin_port
+    await send(producer, ["a", "b", "c"], partition="0")
+    status, info = await http(emulator.admin_port, "GET", "/partitions/0")
+    assert status == 200
+    assert info["begin_sequence_number"] == 0 and info["last_enqueued_sequence_number"] == 2
+    assert info["is_partition_empty"] is False
+    status, info = await http(emulator.admin_port, "POST", "/partitions/0/expire?before_sequence=2")
+    assert status == 200 and info["dropped"] == 2 and info["begin_sequence_number"] == 2
+    assert emulator.partition_info("0")["begin_sequence_number"] == 2
+    assert bodies(await receive(emulator.connection_string, "0", 1)) == ["c"]
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "status", "text"),
+    [
+        ("GET", "/partitions/7", 404, "'7'"),
+        ("GET", "/nothing", 404, "no such resource"),
+        ("DELETE", "/partitions/0", 405, "use GET"),
+        ("GET", "/partitions/0/expire?before_sequence=1", 405, "use POST"),
+        ("POST", "/partitions/0/expire", 400, "before_sequence"),
+        ("POST", "/partitions/0/expire?before_sequence=abc", 400, "before_sequence"),
+        ("POST", "/partitions/0/expire?before_sequence=5", 400, "ends at -1"),
+    ],
+)
+async def test_admin_errors_are_json(emulator: Emulator, method: str, target: str, status: int, text: str) -> None:
+    assert emulator.admin_port
+    got, body = await http(emulator.admin_port, method, target)
+    assert got == status
+    assert text in str(body["error"])
+
+
+async def test_admin_rejects_broken_http(emulator: Emulator) -> None:
+    assert emulator.admin_port
+    status, body = await http(emulator.admin_port, "", "", raw=b"NOT HTTP AT ALL\r\n\r\n")
+    assert status == 400 and "bad HTTP request" in str(body["error"])
+
+
+async def test_retention_drops_old_events() -> None:
+    emulator = Emulator(partitions=1, retention=0.3)
+    await emulator.start()
+    try:
+        async with EventHubProducerClient.from_connection_string(emulator.connection_string) as producer:
+            await send(producer, ["old"], partition="0")
+            deadline = asyncio.get_running_loop().time() + 10
+            while emulator.partition_info("0")["begin_sequence_number"] != 1:
+                assert asyncio.get_running_loop().time() < deadline, emulator.partition_info("0")
+                await asyncio.sleep(0.02)
+            assert emulator.partition_info("0")["is_partition_empty"] is True
+            await send(producer, ["new"], partition="0")
+        # Numbering goes on (and "new" expires in turn, too soon to read here).
+        assert emulator.partition_info("0")["last_enqueued_sequence_number"] == 1
+    finally:
+        await emulator.stop()
+
+
+async def test_a_bad_connection_does_not_affect_others(emulator: Emulator, producer: EventHubProducerClient) -> None:
+    await send(producer, ["before"], partition="1")
+    garbage = [
+        b"\x00\x01\x02\x03garbage!",  # not a protocol header
+        wire.AMQP_HEADER + struct.pack(">IBBH", 16, 2, 0, 0) + b"\x00\x53\x10\xd0\xff\xff\xff\xff",  # bad Open
+        wire.AMQP_HEADER
+        + wire.frame(p.OpenFrame("x", None, 65536, 10, None, None, None, None, None, None))
+        + struct.pack(">IBBH", 100, 2, 0, 0),  # truncated frame, then hang up
+    ]
+    for data in garbage:
+        reader, writer = await asyncio.open_connection("127.0.0.1", emulator.port)
+        writer.write(data)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(4096), 5)
+        writer.close()
+        assert answer.startswith(b"AMQP")
+    await send(producer, ["after"], partition="1")
+    assert bodies(await receive(emulator.connection_string, "1", 2)) == ["before", "after"]
+
+
+async def test_stop_closes_connections_promptly() -> None:
+    emulator = Emulator(partitions=1)
+    await emulator.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", emulator.port)
+    writer.write(wire.AMQP_HEADER + wire.frame(p.OpenFrame("x", None, 65536, 10, None, None, None, None, None, None)))
+    await writer.drain()
+    await reader.readexactly(8)  # the header answer
+    started = asyncio.get_running_loop().time()
+    await emulator.stop()
+    data = await asyncio.wait_for(reader.read(), 5)  # read to EOF: the server hung up
+    assert b"amqp:connection:forced" in data
+    assert asyncio.get_running_loop().time() - started < 3
+    writer.close()
