@@ -1,0 +1,177 @@
+"""Event Hubs source throughput and latency against the bundled emulator (run by hand, not by pytest).
+
+    .venv/bin/python bench/hub_throughput.py                      # 100,000 events, prefetch 3000, 1,000 ev/s for 10 s
+    .venv/bin/python bench/hub_throughput.py --prefetch 300 1000 3000 --events 100000 --rate 1000 --seconds 10
+
+The emulator runs in its own process (``python -m statepump.emulator``, in memory, one partition, a free
+loopback port), so that it does not share the reader's event loop. Measured:
+
+* catch-up: ``EventHubSource.read(-1)`` over a partition preloaded with ``--events`` events of ~40 bytes,
+  from the call to the last event (connection included) and from the first event to the last;
+* live latency: a producer thread sends ``--rate`` events/s (batches of 10 every 10 ms) stamped with
+  ``time.time()``; latency is delivery by ``read`` minus the stamp; p50/p99 over ``--seconds`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from azure.eventhub import EventData, EventHubProducerClient
+
+from statepump.eventhubs import Backoff
+from statepump.sources.eventhubs import EventHubSource
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def emulator() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "statepump.emulator", "--port", str(port), "--partitions", "1", "--in-memory"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    cs = (
+        f"Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName=k;SharedAccessKey=v;EntityPath=hub;"
+        "UseDevelopmentEmulator=true"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the emulator did not start") from None
+                time.sleep(0.05)  # readiness poll interval
+        yield cs
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(10)
+
+
+def preload(cs: str, count: int) -> float:
+    started = time.perf_counter()
+    with EventHubProducerClient.from_connection_string(cs) as producer:
+        batch = producer.create_batch(partition_id="0")
+        for i in range(count):
+            event = EventData(b'{"op":"set","path":"k%d","value":%d}' % (i % 1000, i))
+            try:
+                batch.add(event)
+            except ValueError:
+                producer.send_batch(batch)
+                batch = producer.create_batch(partition_id="0")
+                batch.add(event)
+        producer.send_batch(batch)
+    return time.perf_counter() - started
+
+
+async def catch_up(cs: str, count: int, prefetch: int, after: int = -1) -> tuple[float, float]:
+    source = EventHubSource(connection_string=cs, prefetch=prefetch, max_batch_size=1000, retry=Backoff())
+    try:
+        started = time.perf_counter()
+        first_at = 0.0
+        seen = 0
+        expected = after + 1
+        async for batch in source.read(after):
+            if batch and not first_at:
+                first_at = time.perf_counter()
+            for event in batch:
+                if event.sequence != expected:
+                    raise AssertionError(f"expected {expected}, got {event.sequence}")
+                expected += 1
+            seen += len(batch)
+            if seen >= count:
+                break
+        done = time.perf_counter()
+    finally:
+        await source.close()
+    return count / (done - started), (count - 1) / (done - first_at)
+
+
+def produce(cs: str, rate: float, seconds: float, stop: threading.Event, sent: list[int]) -> None:
+    per_batch = 10
+    with EventHubProducerClient.from_connection_string(cs) as producer:
+        started = time.monotonic()
+        n = 0
+        while not stop.is_set() and time.monotonic() - started < seconds:
+            batch = producer.create_batch(partition_id="0")
+            for _ in range(per_batch):
+                batch.add(EventData(b"%.6f" % time.time()))
+            producer.send_batch(batch)
+            n += per_batch
+            sent[0] = n
+            time.sleep(max(0.0, started + n / rate - time.monotonic()))  # pacing
+
+
+async def latency(cs: str, rate: float, seconds: float, prefetch: int, after: int) -> list[float]:
+    source = EventHubSource(connection_string=cs, prefetch=prefetch, max_wait=0.5)
+    samples: list[float] = []
+    stop = threading.Event()
+    # Connect first, so that the connection time is not counted as latency.
+    reading = source.read(after)
+    await anext(reading)
+    sent = [0]
+    producer = threading.Thread(target=produce, args=(cs, rate, seconds, stop, sent), daemon=True)
+    producer.start()
+    try:
+        async with asyncio.timeout(seconds + 60):
+            async for batch in reading:
+                now = time.time()
+                samples.extend(now - float(e.body) for e in batch)
+                if not producer.is_alive() and len(samples) >= sent[0]:
+                    break
+    finally:
+        stop.set()
+        producer.join(30)
+        await reading.aclose()
+        await source.close()
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--prefetch", type=int, nargs="+", default=[3000])
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    with emulator() as cs:
+        took = preload(cs, args.events)
+        print(f"preload: {args.events} events in {took:.1f} s ({args.events / took:,.0f} events/s, sync producer)")
+        for prefetch in args.prefetch:
+            overall, steady = asyncio.run(catch_up(cs, args.events, prefetch))
+            print(
+                f"catch-up, prefetch {prefetch}: {overall:,.0f} events/s including connect, "
+                f"{steady:,.0f} events/s first to last event"
+            )
+        samples = asyncio.run(latency(cs, args.rate, args.seconds, max(args.prefetch), args.events - 1))
+        ms = sorted(s * 1000 for s in samples)
+        p50 = statistics.median(ms)
+        p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+        print(
+            f"latency at {args.rate:,.0f} events/s for {args.seconds:g} s: {len(ms)} events "
+            f"({len(ms) / args.seconds:,.0f}/s), p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
