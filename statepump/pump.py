@@ -536,6 +536,8 @@ class Pump(Generic[S]):
             self._become_ready()
         progress = _Progress(self, target, "the hub")
         async for batch in self.source.read(step.after):
+            if step.until is not None and batch and batch[-1].sequence > step.until:
+                batch = [e for e in batch if e.sequence <= step.until]
             try:
                 self._apply(batch, self.source.kind)
             except FoldGap as gap:

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         None,
         description="file receiving poison events under --poison-policy skip (default: <data-dir>/dead-letter.jsonl)",
     )
+    dead_letter_container: str | None = Field(
+        None,
+        description="Blob container receiving poison events under --poison-policy skip, one blob per event "
+        "(instead of --dead-letter; same storage settings)",
+    )
     allow_gap: bool = Field(False, description="start even if events are missing from every source (logged, counted)")
     gc_interval: float = Field(300.0, ge=0, description="seconds between explicit garbage collections (0: never)")
     retry_seconds: float = Field(
@@ -113,7 +118,7 @@ class Settings(BaseSettings):
     )
     dry_run: bool = Field(False, description="snapshotter: say what retention would delete, delete nothing")
     rebuild: bool = Field(False, description="snapshotter: build from the earliest available event, ignoring snapshots")
-    json_output: bool = Field(False, alias="json", description="snapshotter: print the summary as JSON")
+    json_output: bool = Field(False, description="snapshotter: print the summary as JSON")
     continuous: bool = Field(False, description="snapshotter: run forever, one snapshot every --interval seconds")
     interval: float = Field(3600.0, gt=0, description="snapshotter: seconds between runs with --continuous")
     compress: bool = Field(False, description="snapshotter: zlib-compress snapshot payloads")
@@ -131,7 +136,9 @@ class Settings(BaseSettings):
         # the environment, because its path is itself a flag or a variable.
         return (init_settings, env_settings)
 
-    @field_validator("partition", "eventhub", "consumer_group", "snapshot_container", "capture_container")
+    @field_validator(
+        "partition", "eventhub", "consumer_group", "snapshot_container", "capture_container", "dead_letter_container"
+    )
     @classmethod
     def _no_slashes(cls, value: str | None) -> str | None:
         if value is not None and (not value or "/" in value or value.strip() != value):
@@ -159,7 +166,11 @@ class Settings(BaseSettings):
             raise ValueError("give either --snapshot-dir or --snapshot-container, not both")
         if self.capture_dir is not None and self.capture_container is not None:
             raise ValueError("give either --capture-dir or --capture-container, not both")
-        needs_storage = self.snapshot_container is not None or self.capture_container is not None
+        if self.dead_letter is not None and self.dead_letter_container is not None:
+            raise ValueError("give either --dead-letter or --dead-letter-container, not both")
+        needs_storage = any(
+            c is not None for c in (self.snapshot_container, self.capture_container, self.dead_letter_container)
+        )
         has_storage = self.storage_connection_string is not None or self.storage_account_url is not None
         if needs_storage and not has_storage:
             raise ValueError("a Blob container needs --storage-connection-string or --storage-account-url")
@@ -290,13 +301,17 @@ def load(flags: dict[str, Any], *, environ: dict[str, str] | None = None) -> Set
         unknown = sorted(set(from_file) - known)
         if unknown:
             raise ConfigError(f"--config: {path} has unknown setting(s): {', '.join(unknown)}")
+    # The setting is called json_output (BaseModel has a json attribute) but is
+    # --json, STATEPUMP_JSON and `json` everywhere a user sees it.
+    if "json" in from_file:
+        from_file["json_output"] = from_file.pop("json")
+    if f"{ENV_PREFIX}JSON" in env:
+        from_file["json_output"] = env[f"{ENV_PREFIX}JSON"]  # the environment beats the file
     # The environment beats the file: drop file keys that the environment sets.
     for key in list(from_file):
         if f"{ENV_PREFIX}{key.upper()}" in env:
             del from_file[key]
     merged = {**from_file, **{k: v for k, v in flags.items() if v is not None}}
-    if "json_output" in merged:
-        merged["json"] = merged.pop("json_output")
     try:
         if environ is None:
             return Settings(**merged)
@@ -352,6 +367,7 @@ STORAGE = (
     "capture_namespace",
     "poison_policy",
     "dead_letter",
+    "dead_letter_container",
     "allow_gap",
     "gc_interval",
 )

@@ -99,3 +99,12 @@ def test_an_unknown_reducer_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="reducer: cannot import module 'nope'"):
         make_pump(load({"reducer": "nope:f", "data_dir": str(tmp_path)}, environ={}), source=object())  # type: ignore[arg-type]
+
+
+def test_json_is_the_flag_the_variable_and_the_toml_key(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text("json = true\n")
+    assert load({}, environ={"STATEPUMP_JSON": "true"}).json_output
+    assert not load({}, environ={"JSON": "true"}).json_output  # an unprefixed variable is not ours
+    assert load({"config": str(toml)}, environ={}).json_output
+    assert not load({"config": str(toml)}, environ={"STATEPUMP_JSON": "false"}).json_output

@@ -256,3 +256,12 @@ async def test_no_snapshot_and_an_expired_hub_start_from_the_earliest_event_anyw
         status = pump.status()
     assert status["events_skipped_by_gap"] == 50
     assert status["events_from_capture"] == 150 and status["events_from_hub"] == 100
+
+
+async def test_until_stops_exactly_at_the_target_even_inside_a_batch() -> None:
+    source = MemorySource(max_wait=0.1, batch_size=1000)
+    fill(source, 500)
+    pump = Pump(source, until=123)
+    await pump.run()
+    assert pump.version.sequence == 123
+    assert pump.state == full_replay(124)
