@@ -321,3 +321,14 @@ def test_frames_for_unknown_sessions_or_handles_are_ignored(frame: bytes) -> Non
     conn = opened()
     assert conn.receive_data(frame) == []
     assert not conn.closed
+
+
+def test_heartbeats_and_the_peer_idle_timeout() -> None:
+    conn = ServerConnection()
+    idle_open = wire.frame(p.OpenFrame("client", None, 65536, 10, 4000, None, None, None, None, None))
+    conn.receive_data(wire.AMQP_HEADER + idle_open)
+    conn.data_to_send()
+    assert conn.remote_idle_timeout_ms == 4000
+    conn.heartbeat()
+    assert conn.data_to_send() == b"\x00\x00\x00\x08\x02\x00\x00\x00"
+    assert conn.receive_data(b"\x00\x00\x00\x08\x02\x00\x00\x00") == []  # theirs are ignored

@@ -15,7 +15,7 @@ from azure.eventhub.exceptions import EventDataSendError, EventHubError
 
 from statepump.emulator import Emulator
 
-from .clients import attached, bodies, first_error, receive, receiving, send
+from .clients import attached, bodies, enqueue, first_error, receive, receiving, send
 
 pytestmark = pytest.mark.emulator
 
@@ -151,18 +151,16 @@ async def test_latest_and_live_tailing_are_prompt(emulator: Emulator, producer: 
     assert sorted(latencies)[2] < 0.25, latencies
 
 
-async def test_consumer_groups_are_independent_and_case_insensitive(
-    emulator: Emulator, producer: AsyncProducer
-) -> None:
+async def test_consumer_groups_are_independent_and_case_insensitive(emulator: Emulator) -> None:
     cs = emulator.connection_string
-    await send(producer, ["x", "y"], partition="1")
+    enqueue(emulator, "1", "x", "y")
     results = await asyncio.gather(*(receive(cs, "1", 2, consumer_group=g) for g in ("$Default", "$default", "audit")))
     assert [bodies(r) for r in results] == [["x", "y"]] * 3
 
 
-async def test_higher_owner_level_steals_the_partition(emulator: Emulator, producer: AsyncProducer) -> None:
+async def test_higher_owner_level_steals_the_partition(emulator: Emulator) -> None:
     cs = emulator.connection_string
-    await send(producer, ["a"], partition="0")
+    enqueue(emulator, "0", "a")
     # Another consumer group is not affected by the owner in $Default.
     other_group = asyncio.create_task(receive(cs, "0", 2, consumer_group="other", owner_level=1))
     async with receiving(cs, "0", owner_level=1) as low:
@@ -175,14 +173,14 @@ async def test_higher_owner_level_steals_the_partition(emulator: Emulator, produ
             # A lower owner level cannot take it back while the higher one reads.
             error = await first_error(cs, "0", owner_level=1)
             assert "higher epoch '2' already exists" in str(error)
-            await send(producer, ["b"], partition="0")
+            enqueue(emulator, "0", "b")
             await high.wait_for(2)
     assert bodies(await other_group) == ["a", "b"]
 
 
-async def test_runtime_metric_annotations(emulator: Emulator, producer: AsyncProducer) -> None:
+async def test_runtime_metric_annotations(emulator: Emulator) -> None:
     cs = emulator.connection_string
-    await send(producer, ["a", "b", "c"], partition="0")
+    enqueue(emulator, "0", "a", "b", "c")
     async with receiving(cs, "0", track_last=True) as receiver:
         await receiver.wait_for(3)
         context = receiver.reception.contexts[-1]
@@ -193,11 +191,9 @@ async def test_runtime_metric_annotations(emulator: Emulator, producer: AsyncPro
     assert isinstance(last["retrieval_time"], datetime)
 
 
-async def test_sequence_below_beginning_starts_silently_at_the_earliest_kept(
-    emulator: Emulator, producer: AsyncProducer
-) -> None:
+async def test_sequence_below_beginning_starts_silently_at_the_earliest_kept(emulator: Emulator) -> None:
     cs = emulator.connection_string
-    await send(producer, [f"e{i}" for i in range(10)], partition="0")
+    enqueue(emulator, "0", *[f"e{i}" for i in range(10)])
     emulator.expire("0", 6)
     info = emulator.partition_info("0")
     assert info["begin_sequence_number"] == 6
@@ -208,11 +204,9 @@ async def test_sequence_below_beginning_starts_silently_at_the_earliest_kept(
     assert [e.sequence_number for e in earliest] == [6]
 
 
-async def test_fully_expired_partition_is_empty_and_keeps_numbering(
-    emulator: Emulator, producer: AsyncProducer
-) -> None:
+async def test_fully_expired_partition_is_empty_and_keeps_numbering(emulator: Emulator) -> None:
     cs = emulator.connection_string
-    await send(producer, ["a", "b"], partition="1")
+    enqueue(emulator, "1", "a", "b")
     emulator.expire("1", 2)
 
     def read() -> dict[str, object]:
@@ -223,13 +217,13 @@ async def test_fully_expired_partition_is_empty_and_keeps_numbering(
     assert props["is_empty"] is True
     assert props["beginning_sequence_number"] == 2
     assert props["last_enqueued_sequence_number"] == 1
-    await send(producer, ["c"], partition="1")
+    enqueue(emulator, "1", "c")
     assert [e.sequence_number for e in await receive(cs, "1", 1, starting_position="-1")] == [2]
 
 
 async def test_sequence_above_the_last_is_the_services_error(emulator: Emulator, producer: AsyncProducer) -> None:
     cs = emulator.connection_string
-    await send(producer, ["a", "b", "c"], partition="0")
+    enqueue(emulator, "0", "a", "b", "c")
     error = await first_error(cs, "0", starting_position=10)
     assert "The supplied sequence number '10' is invalid. The last sequence number in the system is '2'" in str(error)
     # Exclusive of the last one is the normal "what comes next" and is fine.

@@ -12,7 +12,7 @@ from azure.eventhub.aio import EventHubProducerClient
 from statepump.emulator import Emulator, wire
 from statepump.emulator.wire import performatives as p
 
-from .clients import bodies, receive, send
+from .clients import bodies, enqueue, receive, receiving, send
 
 pytestmark = pytest.mark.emulator
 
@@ -32,9 +32,9 @@ async def http(port: int, method: str, target: str, raw: bytes | None = None) ->
     return status, body
 
 
-async def test_admin_endpoint(emulator: Emulator, producer: EventHubProducerClient) -> None:
+async def test_admin_endpoint(emulator: Emulator) -> None:
     assert emulator.admin_port
-    await send(producer, ["a", "b", "c"], partition="0")
+    enqueue(emulator, "0", "a", "b", "c")
     status, info = await http(emulator.admin_port, "GET", "/partitions/0")
     assert status == 200
     assert info["begin_sequence_number"] == 0 and info["last_enqueued_sequence_number"] == 2
@@ -88,8 +88,8 @@ async def test_retention_drops_old_events() -> None:
         await emulator.stop()
 
 
-async def test_a_bad_connection_does_not_affect_others(emulator: Emulator, producer: EventHubProducerClient) -> None:
-    await send(producer, ["before"], partition="1")
+async def test_a_bad_connection_does_not_affect_others(emulator: Emulator) -> None:
+    enqueue(emulator, "1", "before")
     garbage = [
         b"\x00\x01\x02\x03garbage!",  # not a protocol header
         wire.AMQP_HEADER + struct.pack(">IBBH", 16, 2, 0, 0) + b"\x00\x53\x10\xd0\xff\xff\xff\xff",  # bad Open
@@ -97,15 +97,18 @@ async def test_a_bad_connection_does_not_affect_others(emulator: Emulator, produ
         + wire.frame(p.OpenFrame("x", None, 65536, 10, None, None, None, None, None, None))
         + struct.pack(">IBBH", 100, 2, 0, 0),  # truncated frame, then hang up
     ]
-    for data in garbage:
-        reader, writer = await asyncio.open_connection("127.0.0.1", emulator.port)
-        writer.write(data)
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(4096), 5)
-        writer.close()
-        assert answer.startswith(b"AMQP")
-    await send(producer, ["after"], partition="1")
-    assert bodies(await receive(emulator.connection_string, "1", 2)) == ["before", "after"]
+    async with receiving(emulator.connection_string, "1") as receiver:
+        await receiver.wait_for(1)
+        for data in garbage:
+            reader, writer = await asyncio.open_connection("127.0.0.1", emulator.port)
+            writer.write(data)
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(4096), 5)
+            writer.close()
+            assert answer.startswith(b"AMQP")
+        enqueue(emulator, "1", "after")
+        await receiver.wait_for(2)
+    assert bodies(receiver.reception.events) == ["before", "after"]
 
 
 async def test_stop_closes_connections_promptly() -> None:
