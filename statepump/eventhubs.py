@@ -467,6 +467,7 @@ class PartitionReceiver:
         self._task: asyncio.Task[None] | None = None
         self._broken = False
         self._closing = False
+        self._started = False  # the SDK got as far as a partition task (whose end close() awaits)
         self._ended = asyncio.Event()
 
     def start(self) -> None:
@@ -476,7 +477,11 @@ class PartitionReceiver:
     async def _run(self) -> None:
         try:
             await self._client.receive_batch(
-                self._on_batch, on_error=self._on_error, on_partition_close=self._on_close, **self._options
+                self._on_batch,
+                on_error=self._on_error,
+                on_partition_initialize=self._on_initialize,
+                on_partition_close=self._on_close,
+                **self._options,
             )
         except asyncio.CancelledError:
             raise
@@ -495,6 +500,9 @@ class PartitionReceiver:
         if props and props.get("sequence_number") is not None:
             last = (int(props["sequence_number"]), props.get("enqueued_time"))
         await self._queue.put(Received(events, last))
+
+    async def _on_initialize(self, context: PartitionContext) -> None:
+        self._started = True
 
     async def _on_close(self, context: PartitionContext, reason: object) -> None:
         self._ended.set()
@@ -526,8 +534,9 @@ class PartitionReceiver:
         if self._task is not None:
             # Give the next callback the chance to end the partition task, then cancel: the
             # SDK's close() alone would wait out a 30 s load-balancing sleep.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ended.wait(), 0.5)
+            if self._started:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ended.wait(), 0.5)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -244,7 +244,7 @@ class EventHubSource:
 
     # --- reading -------------------------------------------------------------------------
 
-    async def read(self, after: int) -> AsyncIterator[Sequence[Event]]:
+    async def read(self, after: int) -> AsyncGenerator[Sequence[Event], None]:
         """Batches of events with sequence numbers greater than ``after`` (``-1``: from the start)."""
         self._check_open()
         position = after

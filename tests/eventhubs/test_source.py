@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +204,54 @@ async def test_closing_ends_a_read_in_progress(emulator: Emulator, sources: list
     assert batches == [1]
     with pytest.raises(RuntimeError, match="closed"):
         await source.bounds()
+
+
+async def test_server_closing_the_connection_is_survived(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A graceful close from the server (as the service's idle or forced closes) mid-stream."""
+    caplog.set_level(logging.WARNING, logger="statepump.sources")
+    hub = Emulator(port=0, partitions=1, data_dir=tmp_path / "data")
+    await hub.start()
+    source = EventHubSource(connection_string=hub.connection_string, max_wait=0.2, retry=FAST, prefetch=100)
+    try:
+        await put(hub.connection_string, numbered(500))
+        reading = source.read(-1)
+        got: list[Event] = []
+        async with asyncio.timeout(30):
+            while len(got) < 100:
+                got.extend(await anext(reading))
+        await hub.stop()  # closes every connection with an AMQP error, then listens again on the same port
+        await hub.start()
+        await put(hub.connection_string, numbered(100, 500))
+        async with asyncio.timeout(60):
+            while not got or got[-1].sequence < 599:
+                got.extend(await anext(reading))
+        await reading.aclose()
+    finally:
+        await source.close()
+        await hub.stop()
+    assert [e.sequence for e in got] == list(range(600))
+    assert [e.body for e in got] == numbered(600)
+    assert source.reconnects >= 1
+    assert any("reconnect attempt 1" in r.getMessage() for r in caplog.records)
+
+
+async def test_namespace_and_credential_build_clients_without_connecting() -> None:
+    from azure.identity.aio import ClientSecretCredential
+
+    from statepump.eventhubs import HubEndpoint
+
+    given = ClientSecretCredential("tenant", "client", "not-a-secret")
+    endpoint = HubEndpoint(fully_qualified_namespace="ns.servicebus.windows.net", eventhub="orders", credential=given)
+    client = endpoint.consumer("$Default")
+    assert client.eventhub_name == "orders"
+    await client.close()
+    await endpoint.close()  # a given credential belongs to the caller: still usable, not replaced
+    assert endpoint._credential is given
+    await given.close()
+
+    default = HubEndpoint(fully_qualified_namespace="ns.servicebus.windows.net", eventhub="orders")
+    producer = default.producer()
+    assert type(default._credential).__name__ == "DefaultAzureCredential"
+    await producer.close()
+    await default.close()
+    assert default._credential is None
