@@ -1,6 +1,6 @@
 """Events/s the async SDK receives from the emulator on one partition, and live latency.
 
-Run: ``.venv/bin/python bench/emulator_throughput.py [--events 50000] [--prefetch 2000]``
+Run: ``.venv/bin/python bench/emulator_throughput.py [--events 50000] [--prefetch 1000 2000 3000] [--external]``
 
 Throughput: N events (83-byte bodies) are sent to partition 0 first, then one
 async ``receive_batch`` reads them all from ``-1``; the figure is N divided by
@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -150,18 +152,55 @@ def instrument(emulator: Emulator) -> list[float]:
     return samples
 
 
+async def external_throughput(events: int, prefetches: list[int]) -> None:
+    """The same read against ``python -m statepump.emulator`` in its own process (as ``statepump emulator``)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "statepump.emulator",
+        "--port",
+        str(port),
+        "--in-memory",
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        connection_string = Emulator(port=port).connection_string
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                async with AsyncProducer.from_connection_string(connection_string, retry_total=0) as producer:
+                    await producer.get_eventhub_properties()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        await fill(connection_string, events)
+        for prefetch in prefetches:
+            rate = await throughput(connection_string, events, prefetch)
+            print(f"emulator in its own process, prefetch {prefetch}: {events} events, {rate:,.0f} events/s")
+    finally:
+        process.terminate()
+        await process.wait()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=50_000)
-    parser.add_argument("--prefetch", type=int, default=2000)
+    parser.add_argument("--prefetch", type=int, nargs="+", default=[1000, 2000, 3000])
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--external", action="store_true", help="also measure an emulator in its own process")
     args = parser.parse_args()
     emulator = Emulator(partitions=2)
     await emulator.start()
     try:
         await fill(emulator.connection_string, args.events)
-        rate = await throughput(emulator.connection_string, args.events, args.prefetch)
-        print(f"async receive_batch, prefetch {args.prefetch}: {args.events} events, {rate:,.0f} events/s")
+        for prefetch in args.prefetch:
+            rate = await throughput(emulator.connection_string, args.events, prefetch)
+            print(f"emulator in the same process, prefetch {prefetch}: {args.events} events, {rate:,.0f} events/s")
         inside_samples = instrument(emulator)
         lat = await latency(emulator.connection_string, args.samples)
         inside = sorted(inside_samples)
@@ -177,6 +216,8 @@ async def main() -> None:
             )
     finally:
         await emulator.stop()
+    if args.external:
+        await external_throughput(args.events, args.prefetch)
 
 
 if __name__ == "__main__":
