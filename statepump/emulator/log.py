@@ -37,6 +37,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -75,6 +76,11 @@ class PartitionInfo:
             "last_enqueued_sequence_number": self.last_sequence,
             "last_enqueued_offset": self.last_offset,
             "last_enqueued_time_utc_ms": self.last_enqueued_ms,
+            "last_enqueued_time_utc": (
+                datetime.fromtimestamp(self.last_enqueued_ms / 1000, UTC).isoformat()
+                if self.last_sequence >= 0
+                else None
+            ),
             "is_partition_empty": self.empty,
         }
 

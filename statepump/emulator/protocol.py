@@ -69,6 +69,9 @@ SASL_INIT: Final = 0x41
 MAX_FRAME_SIZE: Final = 65536
 #: Our session incoming window, in transfers.
 INCOMING_WINDOW: Final = 65536
+#: Largest delivery we reassemble before giving up on the connection: well
+#: above the 1 MB event limit (which is answered per message, not by closing).
+MAX_MESSAGE_BUFFER: Final = 4 * 1024 * 1024
 #: Credit given to each link on which the client sends.
 SENDER_CREDIT: Final = 1000
 _MAX_DELIVERY_ID: Final = 2**32
@@ -603,7 +606,8 @@ class ServerConnection:
         if link is None:
             return
         if not link.detached:
-            self._send(session.channel, p.DetachFrame(handle=handle, closed=True, error=None))
+            closed = bool(fields[1]) if len(fields) > 1 else True
+            self._send(session.channel, p.DetachFrame(handle=handle, closed=closed, error=None))
             link.detached = True
             events.append(LinkDetached(link))
 
@@ -646,8 +650,3 @@ class ServerConnection:
                 break
         link.delivery_count = (link.delivery_count + 1) % _MAX_DELIVERY_ID
         link.credit -= 1
-
-
-#: Largest delivery we reassemble before giving up on the connection: well
-#: above the 1 MB event limit (which is answered per message, not by closing).
-MAX_MESSAGE_BUFFER: Final = 4 * 1024 * 1024

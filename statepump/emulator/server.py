@@ -184,9 +184,12 @@ class AmqpClient(asyncio.Protocol):
             if not link.receiving:
                 self.conn.refuse_link(link, b"amqp:not-allowed", f"{address!r} is a send target, not a source")
                 return
-            if node.partition is not None and node.partition not in self.hub.partition_ids:
-                self.conn.refuse_link(link, NOT_FOUND, str(_unknown(self.hub, node.partition)))
-                return
+            if node.partition is not None:
+                try:
+                    self.hub.log(node.partition)
+                except hub.UnknownPartition as exc:
+                    self.conn.refuse_link(link, NOT_FOUND, str(exc))
+                    return
             link.context = _Producer(node.partition)
             self.conn.accept_link(link, max_message_size=messages.MAX_MESSAGE_SIZE)
         else:
@@ -331,11 +334,3 @@ class AmqpClient(asyncio.Protocol):
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _unknown(hub_: hub.Hub, partition: str) -> hub.UnknownPartition:
-    try:
-        hub_.log(partition)
-    except hub.UnknownPartition as exc:
-        return exc
-    raise AssertionError("partition exists")

@@ -279,3 +279,13 @@ async def test_ten_thousand_events_in_order(emulator: Emulator, producer: AsyncP
     events = await receive(cs, "0", 10_000, prefetch=2000, timeout=60)
     assert [e.sequence_number for e in events] == list(range(10_000))
     assert bodies(events) == [str(i) for i in range(10_000)]
+
+
+async def test_unknown_event_hub_is_a_clear_error(emulator: Emulator) -> None:
+    wrong = emulator.connection_string.replace("EntityPath=hub", "EntityPath=nohub")
+    async with AsyncProducer.from_connection_string(wrong, retry_total=0) as producer:
+        with pytest.raises(EventHubError, match="404"):
+            await producer.get_eventhub_properties()
+        # Below the SDK's own checks: a send link to an unknown entity is refused by the emulator.
+        with pytest.raises(EventHubError, match="'nohub' could not be found"):
+            await producer.send_batch([EventData("x")], partition_id="0")
