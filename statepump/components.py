@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from statepump.deadletter import DeadLetterFile
+from statepump.deadletter import DeadLetter, DeadLetterBlob, DeadLetterFile
 from statepump.events import Version
 from statepump.pump import Pump
 from statepump.reducers import load_reducer
@@ -23,8 +23,10 @@ def make_store(settings: Settings) -> SnapshotStore:
     """The snapshot store the settings name: a Blob container or a directory."""
     eventhub, partition = settings.resolved_eventhub(), settings.partition
     if settings.snapshot_container is not None:
-        from statepump.stores.blob import BlobStore
+        from statepump.stores.blob import BlobRetry, BlobStore
 
+        # --retry-seconds is the budget for the store too: time, not a count of attempts, bounds it.
+        retry = BlobRetry(attempts=1_000_000, deadline=settings.retry_seconds)
         if settings.storage_connection_string is not None:
             return BlobStore.from_connection_string(
                 settings.storage_connection_string.get_secret_value(),
@@ -32,10 +34,16 @@ def make_store(settings: Settings) -> SnapshotStore:
                 eventhub,
                 partition,
                 settings.snapshot_prefix,
+                retry=retry,
             )
         assert settings.storage_account_url is not None  # the settings validator guarantees one of them
         return BlobStore.from_account_url(
-            settings.storage_account_url, settings.snapshot_container, eventhub, partition, settings.snapshot_prefix
+            settings.storage_account_url,
+            settings.snapshot_container,
+            eventhub,
+            partition,
+            settings.snapshot_prefix,
+            retry=retry,
         )
     from statepump.stores.directory import DirectoryStore
 
@@ -112,9 +120,9 @@ def make_pump(
     **overrides: Any,
 ) -> Pump[Any]:
     """A pump wired as the settings say (``source``/``store`` may be given, e.g. in tests)."""
-    dead_letter = None
+    dead_letter: DeadLetter | None = None
     if settings.poison_policy == "skip":
-        dead_letter = DeadLetterFile(settings.dead_letter or settings.data_dir / "dead-letter.jsonl")
+        dead_letter = make_dead_letter(settings)
     return Pump(
         source if source is not None else make_hub(settings),
         reducer=load_reducer(settings.reducer),
@@ -130,6 +138,17 @@ def make_pump(
         until=until,
         **overrides,
     )
+
+
+def make_dead_letter(settings: Settings) -> DeadLetter:
+    """Where skipped poison events are recorded: a Blob container, or a JSON-lines file."""
+    container = settings.dead_letter_container
+    if container is None:
+        return DeadLetterFile(settings.dead_letter or settings.data_dir / "dead-letter.jsonl")
+    if settings.storage_connection_string is not None:
+        return DeadLetterBlob.from_connection_string(settings.storage_connection_string.get_secret_value(), container)
+    assert settings.storage_account_url is not None  # the settings validator guarantees one of them
+    return DeadLetterBlob.from_account_url(settings.storage_account_url, container)
 
 
 def describe_version(version: Version[Any]) -> str:

@@ -1,4 +1,4 @@
-"""Where poison events go under the ``skip`` policy, for later inspection.
+"""Where poison events go under the ``skip`` policy, for later inspection: a file or a Blob container.
 
 A dead letter keeps everything needed to replay or diagnose the event:
 partition, sequence number, the reducer's error, and the body (base64, since
@@ -8,12 +8,13 @@ a poison body is by definition not to be trusted as text).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from statepump.fold import Poisoned
 
@@ -63,3 +64,75 @@ class DeadLetterFile:
             return []
         with open(self.path, encoding="utf-8") as f:
             return [json.loads(line) for line in f if line.strip()]
+
+
+class DeadLetterBlob:
+    """One blob per poison event in an Azure Blob container: ``{prefix}/{partition}/{sequence:020d}.json``.
+
+    Each blob holds the JSON record of :func:`record_of`. Writes are
+    create-only, so a pump that meets the same poison event again after a
+    restart keeps the first record. Like :class:`DeadLetterFile`,
+    :meth:`record` is synchronous: poison events are rare, and the pump must
+    not move past an event whose record was not stored, so an upload that
+    still fails after the client's retries raises (and stops the pump,
+    saying why) instead of being dropped.
+
+    Example::
+
+        dead = DeadLetterBlob.from_connection_string(conn, "dead-letters")
+        pump = Pump(source, poison_policy="skip", dead_letter=dead)
+    """
+
+    def __init__(self, container: Any, prefix: str = "dead-letter") -> None:
+        self.container = container
+        self.prefix = prefix.strip("/")
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str, container: str, prefix: str = "dead-letter") -> Self:
+        from azure.storage.blob import ContainerClient
+
+        return cls(ContainerClient.from_connection_string(connection_string, container, retry_total=5), prefix)
+
+    @classmethod
+    def from_account_url(
+        cls, account_url: str, container: str, credential: Any = None, prefix: str = "dead-letter"
+    ) -> Self:
+        """With ``credential`` (default ``azure.identity.DefaultAzureCredential``: managed identity)."""
+        from azure.storage.blob import ContainerClient
+
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        return cls(ContainerClient(account_url, container, credential=credential, retry_total=5), prefix)
+
+    def name(self, poisoned: Poisoned) -> str:
+        """Where the record of ``poisoned`` goes.
+
+        >>> from statepump.events import Event
+        >>> e = Event("1", 7, "7", datetime(2026, 1, 1, tzinfo=UTC), None, {}, b"{bad")
+        >>> DeadLetterBlob(None).name(Poisoned(e, "bad"))
+        'dead-letter/1/00000000000000000007.json'
+        """
+        return f"{self.prefix}/{poisoned.event.partition}/{poisoned.event.sequence:020d}.json"
+
+    def record(self, poisoned: Poisoned) -> None:
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.blob import ContentSettings
+
+        data = json.dumps(record_of(poisoned), separators=(",", ":")).encode()
+        with contextlib.suppress(ResourceExistsError):  # recorded before a restart: keep the first record
+            self.container.upload_blob(
+                self.name(poisoned),
+                data,
+                overwrite=False,
+                content_settings=ContentSettings(content_type="application/json"),
+            )
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every record, in partition and sequence order (for tests and tooling)."""
+        names = sorted(b.name for b in self.container.list_blobs(name_starts_with=self.prefix + "/"))
+        return [json.loads(self.container.download_blob(name).readall()) for name in names]
+
+    def close(self) -> None:
+        self.container.close()

@@ -1,11 +1,12 @@
-"""A custom reducer for the poison tests: counts events and raises on any body containing ``boom``."""
+"""Custom reducers for the fault tests: one that raises on ``boom``, one that is slow."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from statepump.events import Event
-from statepump.reducers import reducer
+from statepump.reducers import config, reducer
 
 
 @reducer("explosive", 1)
@@ -13,3 +14,10 @@ def explosive(state: Any, event: Event) -> Any:
     if b"boom" in event.body:
         raise RuntimeError("the explosive reducer refuses this event on purpose")
     return state.set("n", state.get("n", 0) + 1)
+
+
+@reducer("slow-config", 1)
+def slow_config(state: Any, event: Event) -> Any:
+    """The config reducer, made slow (0.2 ms an event) so that a catch-up lasts long enough to interfere with."""
+    time.sleep(0.0002)
+    return config(state, event)

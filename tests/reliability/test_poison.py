@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from statepump.deadletter import DeadLetterBlob
+from tests.fixtures.azurite import Azurite
 from tests.fixtures.emulator import EmulatorProcess
 from tests.reliability.replay import send
 from tests.reliability.sidecar import Sidecar, clean_environment
@@ -112,3 +114,25 @@ def test_an_event_over_the_hubs_limit_never_reaches_the_pump(
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "larger than the hub's 1048576 byte limit; nothing was sent" in result.stderr, result.stderr
+
+
+async def test_skip_policy_records_poison_events_in_a_blob_container(
+    emulator_process: Callable[..., EmulatorProcess], azurite: Azurite, blob_container: str, tmp_path: Path
+) -> None:
+    hub = emulator_process(None)
+    send(hub.connection_string, [GOOD, UNKNOWN_OP, b'{"op":"set","path":"b","value":2}'])
+    flags = ["--connection-string", hub.connection_string, "--poison-policy", "skip"]
+    flags += ["--dead-letter-container", blob_container, "--storage-connection-string", azurite.connection_string]
+    with Sidecar(flags, tmp_path) as car:
+        status = car.wait_status(lambda s: s["ready"] and s["sequence"] == 2, "event 2 to be applied")
+        assert status["poison_events"] == 1 and car.state() == {"a": 1, "b": 2}
+        assert car.terminate() == 0
+    dead = DeadLetterBlob.from_connection_string(azurite.connection_string, blob_container)
+    try:
+        records = dead.read()
+        names = [b.name for b in dead.container.list_blobs()]
+    finally:
+        dead.close()
+    assert names == ["dead-letter/0/00000000000000000001.json"]
+    assert [(r["partition"], r["sequence"]) for r in records] == [("0", 1)]
+    assert base64.b64decode(records[0]["body_base64"]) == UNKNOWN_OP and "frobnicate" in records[0]["error"]

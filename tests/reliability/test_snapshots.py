@@ -174,7 +174,11 @@ async def test_snapshotter_killed_while_writing_never_leaves_a_usable_partial_sn
     for delay in (0.08, 0.2) if where == "blob" else (0.0, 0.0):
         process = snapshotter(flags, log)
         try:
-            poll_until(lambda p=process: "caught up at" in log.read_text() or p.poll() is not None, 120, "catch-up")
+
+            def caught_up(p: subprocess.Popen[bytes] = process) -> bool:
+                return "caught up at" in log.read_text() or p.poll() is not None
+
+            poll_until(caught_up, 120, "catch-up")
             log.write_text("")  # the next attempt looks for its own line
             if where == "directory":
                 # Kill the moment a temporary file exists: the writer is mid-write.

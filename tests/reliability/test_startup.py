@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 from statepump.emulator.emulator import KEY, KEY_NAME
 from tests.fixtures.emulator import EmulatorProcess, free_port
 from tests.reliability.replay import send
-from tests.reliability.sidecar import Sidecar
+from tests.reliability.sidecar import Sidecar, clean_environment
 
 pytestmark = pytest.mark.emulator
 
@@ -54,3 +56,32 @@ def test_hub_appearing_within_the_budget_is_picked_up(tmp_path: Path) -> None:
             assert car.terminate() == 0
     finally:
         hub.kill()
+
+
+def test_snapshotter_with_the_hub_unreachable_past_the_budget_exits_1_with_one_line(tmp_path: Path) -> None:
+    port = free_port()
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snapshotter",
+            "--connection-string",
+            connection_string(port),
+            "--retry-seconds",
+            "3",
+            "--snapshot-dir",
+            str(tmp_path / "snapshots"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_environment(),
+        check=False,
+    )
+    assert result.returncode == 1, result
+    assert time.monotonic() - started >= 3
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("snapshotter: ") and "unreachable" in last and f"127.0.0.1:{port}" in last, last
+    assert not (tmp_path / "snapshots").exists() or not any((tmp_path / "snapshots").rglob("*.snapshot"))
