@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient
 
+from statepump.errors import ConfigError
 from statepump.eventhubs import (
     Backoff,
     Broken,
@@ -130,17 +131,26 @@ class EventHubSource:
         retry: Backoff | None = None,
         queue_batches: int = 4,
     ) -> None:
-        if prefetch < 1 or max_batch_size < 1 or queue_batches < 1:
-            raise ValueError("prefetch, max_batch_size and queue_batches must be positive")
+        for name, value in (
+            ("prefetch", prefetch),
+            ("max_batch_size", max_batch_size),
+            ("queue_batches", queue_batches),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}: must be a positive integer, not {value!r}")
         if max_wait <= 0:
-            raise ValueError(f"max_wait must be positive, not {max_wait}")
+            raise ConfigError(f"max_wait: must be a positive number of seconds, not {max_wait!r}")
+        if owner_level is not None and (not isinstance(owner_level, int) or owner_level < 0):
+            raise ConfigError(f"owner_level: must be a non-negative integer, not {owner_level!r}")
+        if not str(partition).strip():
+            raise ConfigError("partition: empty")
         self.endpoint = HubEndpoint(
             connection_string=connection_string,
             fully_qualified_namespace=fully_qualified_namespace,
             credential=credential,
             eventhub=eventhub,
         )
-        self.partition = partition
+        self.partition = str(partition).strip()
         self.consumer_group = consumer_group
         self.owner_level = owner_level
         self.prefetch = prefetch

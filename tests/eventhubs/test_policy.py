@@ -124,3 +124,20 @@ def test_errors_sorted_into_retry_and_report() -> None:
     assert classify(ConnectError("Management connection failed. Status code: 404")) is Failure.NOT_FOUND
     assert classify(ValueError("Wrong partition id:7. The eventhub has partitions: ['0', '1'].")) is (Failure.NOT_FOUND)
     assert classify(AuthenticationError("bad token")) is Failure.AUTH
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "setting"),
+    [
+        ({"prefetch": 0}, "prefetch"),
+        ({"max_batch_size": -1}, "max_batch_size"),
+        ({"max_wait": 0}, "max_wait"),
+        ({"owner_level": -2}, "owner_level"),
+        ({"partition": " "}, "partition"),
+    ],
+)
+def test_source_settings_are_checked(kwargs: dict[str, object], setting: str) -> None:
+    from statepump.sources.eventhubs import EventHubSource
+
+    with pytest.raises(ConfigError, match=setting):
+        EventHubSource(connection_string=CS, **kwargs)  # type: ignore[arg-type]
