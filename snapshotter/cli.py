@@ -31,7 +31,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from snapshotter.outcome import Outcome
-from statepump.cli import add_settings, settings_from
+from statepump.cli import add_settings, configure_logging, settings_from
 from statepump.errors import ConfigError, StatepumpError
 from statepump.settings import Settings
 
@@ -50,17 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings(parser, "snapshotter")
     return parser
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # The Azure SDKs log every HTTP request and AMQP frame at INFO.
-    for noisy in ("azure", "uamqp"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def report(outcome: Outcome, *, as_json: bool) -> None:
@@ -181,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    _logging(settings.log_level)
+    configure_logging(settings.log_level)
     try:
         return asyncio.run(_main(settings))
     except ConfigError as exc:

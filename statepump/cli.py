@@ -50,7 +50,8 @@ def settings_from(args: argparse.Namespace, command: str) -> Settings:
     return load(given)
 
 
-def _logging(level: str) -> None:
+def configure_logging(level: str) -> None:
+    """One log format for every statepump command, on stderr; the Azure SDKs' chatter kept at WARNING."""
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -300,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args, command)
         args.given = {n for n in COMMAND_FIELDS[command] if getattr(args, n, None) is not None}
-        _logging(settings.log_level)
+        configure_logging(settings.log_level)
         if command == "run":
             return asyncio.run(_run(settings))
         if command == "send":

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import errno
 import grp
-import ipaddress
 import json
 import logging
 import os
@@ -67,6 +66,7 @@ from statepump.http import (
     state_response,
     stream_head,
 )
+from statepump.settings import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class Server:
         """
         if socket_path is None and listen is None:
             raise ConfigError("the server needs a socket path or a TCP listen address")
-        if listen is not None and not listen_any and not _is_loopback(listen[0]):
+        if listen is not None and not listen_any and not is_loopback(listen[0]):
             raise ConfigError(
                 f"listen address {listen[0]!r} is not loopback; the API has no authentication, "
                 "so binding beyond this machine needs an explicit listen_any (--listen-any)"
@@ -409,15 +409,6 @@ def changed(before: Any, after: Any) -> bool:
     except TypeError:
         pass
     return bool(before != after)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _clear_stale_socket(path: Path) -> None:

@@ -178,7 +178,7 @@ class Settings(BaseSettings):
             raise ValueError("give either --storage-connection-string or --storage-account-url, not both")
         if self.listen is not None and not self.listen_any:
             host, _ = _split_host_port(self.listen)
-            if not _is_loopback(host):
+            if not is_loopback(host):
                 raise ValueError(f"--listen {host} is not a loopback address; add --listen-any to allow it")
         if self.data is not None and self.in_memory:
             raise ValueError("give either --data or --in-memory, not both")
@@ -256,7 +256,12 @@ def _split_host_port(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1).
+
+    >>> is_loopback("127.0.0.2"), is_loopback("::1"), is_loopback("10.0.0.1")
+    (True, True, False)
+    """
     if host == "localhost":
         return True
     try:
