@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyrsistent import pmap
 
 from statepump.errors import SequenceGapError
-from statepump.events import Version
+from statepump.events import Event, Version
 from statepump.fold import FoldGap, fold
 from statepump.reducers import Reducer, config
 from tests.core.strategies import T0, bodies, event, events_from
@@ -16,7 +18,7 @@ from tests.core.strategies import T0, bodies, event, events_from
 START = Version(config.initial, -1, None, "0")
 
 
-def one_at_a_time(version: Version, events: list) -> Version:
+def one_at_a_time(version: Version[Any], events: list[Event]) -> Version[Any]:
     for e in events:
         version = fold(version, [e], config, applied_at=T0, policy="skip").version
     return version
@@ -58,12 +60,13 @@ def test_a_gap_raises_naming_both_numbers_and_keeps_the_events_before_it() -> No
     assert isinstance(info.value, FoldGap)
     partial = info.value.result.version
     assert partial.sequence == 1
-    assert dict(partial.state) == {"a": 1, "b": 2}
+    assert partial.state == pmap({"a": 1, "b": 2})
 
 
 def test_a_gap_at_the_start_of_a_batch_applies_nothing() -> None:
     with pytest.raises(SequenceGapError) as info:
         fold(START, [event(3, b"{}")], config, applied_at=T0)
+    assert isinstance(info.value, FoldGap)
     assert info.value.expected == 0 and info.value.got == 3
     assert info.value.result.version is START
 
@@ -106,7 +109,7 @@ def test_a_reducer_that_raises_midway_leaves_no_half_applied_state() -> None:
             raise RuntimeError("boom after writing one key")
         return state.set("second", event.sequence)
 
-    r = Reducer("t", 1, two_keys_then_fail, pmap())
+    r: Reducer[Any] = Reducer("t", 1, two_keys_then_fail, pmap())
     start = Version(r.initial, -1, None, "0")
     result = fold(start, [event(0, b""), event(1, b"")], r, applied_at=T0, policy="stop")
     assert dict(result.version.state) == {"first": 0, "second": 0}

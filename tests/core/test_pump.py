@@ -58,7 +58,7 @@ def test_a_reader_thread_never_sees_a_partial_event() -> None:
     n = 20_000
     for i in range(n):
         source.append(list(pairs[i % 4]))
-    pump = Pump(source, reducer=TRANSFER)
+    pump: Pump[Any] = Pump(source, reducer=TRANSFER)
     seen: list[Version[Any]] = []
     problems: list[str] = []
     done = threading.Event()
@@ -95,7 +95,7 @@ def test_a_reader_thread_never_sees_a_partial_event() -> None:
 async def test_ready_after_catching_up_to_the_tail_seen_at_start_and_then_follows_live() -> None:
     source = MemorySource(max_wait=0.1)
     fill(source, 500)
-    async with Pump(source) as pump:
+    async with Pump[Any](source) as pump:
         assert not pump.ready
         await pump.wait_ready(timeout=10)
         assert pump.version.sequence == 499
@@ -110,7 +110,7 @@ async def test_ready_after_catching_up_to_the_tail_seen_at_start_and_then_follow
 
 async def test_wait_for_times_out_and_many_waiters_are_released_by_one_publish() -> None:
     source = MemorySource(max_wait=0.1)
-    async with Pump(source) as pump:
+    async with Pump[Any](source) as pump:
         with pytest.raises(TimeoutError):
             await pump.wait_for(0, timeout=0.05)
         waiters = [asyncio.create_task(pump.wait_for(i % 3, timeout=10)) for i in range(2_000)]
@@ -123,7 +123,7 @@ async def test_wait_for_times_out_and_many_waiters_are_released_by_one_publish()
 async def test_subscribers_see_every_publish_in_order_with_old_and_new() -> None:
     source = MemorySource(max_wait=0.1, batch_size=10)
     calls: list[tuple[int, int]] = []
-    pump = Pump(source)
+    pump: Pump[Any] = Pump(source)
     unsubscribe = pump.subscribe(lambda old, new: calls.append((old.sequence, new.sequence)))
     fill(source, 95)
     async with pump:
@@ -143,7 +143,7 @@ async def test_starts_from_the_snapshot_and_reads_only_the_events_after_it(tmp_p
     events = [Event("0", i, str(i), T0, None, {}, json.dumps(set_op(i)).encode()) for i in range(100)]
     at_99 = fold(initial_version(config, "0"), events, config, applied_at=T0).version
     await write_snapshot(store, at_99, config, eventhub="hub", events_folded=100)
-    async with Pump(source, store=store) as pump:
+    async with Pump[Any](source, store=store) as pump:
         await pump.wait_ready(timeout=10)
         status = pump.status()
     assert status["snapshot_sequence"] == 99
@@ -159,7 +159,7 @@ async def test_a_poison_event_stops_the_pump_and_the_last_good_version_is_served
     fill(source, 10)
     source.append(b'{"op": "set", "path": "x"}')
     fill(source, 20, start=11)
-    async with Pump(source) as pump:
+    async with Pump[Any](source) as pump:
         await pump.wait_for(9, timeout=10)
         with pytest.raises(PumpFailed, match="poison event 10"):
             await pump.wait_ready(timeout=10)
@@ -176,7 +176,7 @@ async def test_skip_policy_dead_letters_the_poison_event_and_goes_on(tmp_path: P
     source.append(b"\x00 not json")
     fill(source, 20, start=11)
     dead = DeadLetterFile(tmp_path / "dead.jsonl")
-    async with Pump(source, poison_policy="skip", dead_letter=dead) as pump:
+    async with Pump[Any](source, poison_policy="skip", dead_letter=dead) as pump:
         await pump.wait_ready(timeout=10)
         assert pump.version.sequence == 19
     [record] = dead.read()
@@ -200,7 +200,7 @@ async def test_expired_events_without_capture_are_a_reported_gap_never_a_state(t
     hub = MemorySource(max_wait=0.1)
     fill(hub, 400)
     hub.expire(250)
-    async with Pump(hub, store=store, replan_interval=0.05) as pump:
+    async with Pump[Any](hub, store=store, replan_interval=0.05) as pump:
         async with asyncio.timeout(10):
             while pump.status()["gap"] is None:  # polled: the gap is a state, not an event to await
                 await asyncio.sleep(0.01)
@@ -217,7 +217,7 @@ async def test_allow_gap_skips_the_missing_range_and_says_so(tmp_path: Path) -> 
     hub = MemorySource(max_wait=0.1)
     fill(hub, 400)
     hub.expire(250)
-    async with Pump(hub, store=store, allow_gap=True) as pump:
+    async with Pump[Any](hub, store=store, allow_gap=True) as pump:
         await pump.wait_ready(timeout=10)
         status = pump.status()
     assert status["events_skipped_by_gap"] == 150 and status["sequence"] == 399
@@ -233,7 +233,7 @@ async def test_capture_fills_what_retention_dropped_then_the_hub_takes_over(tmp_
         if i <= 6000:
             capture.append(set_op(i))
     hub.expire(5000)
-    async with Pump(hub, store=store, capture=capture) as pump:
+    async with Pump[Any](hub, store=store, capture=capture) as pump:
         await pump.wait_ready(timeout=30)
         status = pump.status()
     assert pump.state == full_replay(9000)
@@ -251,7 +251,7 @@ async def test_no_snapshot_and_an_expired_hub_start_from_the_earliest_event_anyw
             capture.append(set_op(i))
     capture.expire(50)
     hub.expire(200)
-    async with Pump(hub, capture=capture) as pump:
+    async with Pump[Any](hub, capture=capture) as pump:
         await pump.wait_ready(timeout=10)
         status = pump.status()
     assert status["events_skipped_by_gap"] == 50
@@ -261,7 +261,7 @@ async def test_no_snapshot_and_an_expired_hub_start_from_the_earliest_event_anyw
 async def test_until_stops_exactly_at_the_target_even_inside_a_batch() -> None:
     source = MemorySource(max_wait=0.1, batch_size=1000)
     fill(source, 500)
-    pump = Pump(source, until=123)
+    pump: Pump[Any] = Pump(source, until=123)
     await pump.run()
     assert pump.version.sequence == 123
     assert pump.state == full_replay(124)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from pyrsistent import freeze, pmap
@@ -12,7 +13,7 @@ from statepump.reducers import OperationError, config, load_reducer, markup
 from tests.core.strategies import event
 
 
-def apply(*ops: object, state: object = None) -> object:
+def apply(*ops: object, state: Any = None) -> Any:
     s = config.initial if state is None else state
     for i, op in enumerate(ops):
         s = config(s, event(i, json.dumps(op).encode()))
