@@ -1,0 +1,1 @@
+"""One module per figure of the table; each has ``run(size) -> Figure``."""

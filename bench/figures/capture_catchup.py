@@ -1,0 +1,109 @@
+"""Figure 3: catch-up from Capture files, read + decode + fold, against a bare ``fastavro`` read of the same files.
+
+The files hold ``capture_events`` config ``set`` events on the N-key state's
+keys, written as Event Hubs Capture writes them (``statepump.capture``, 10
+files, no compression). statepump: :class:`~statepump.sources.capture.CaptureSource`
+over the directory, each batch folded into the N-key state with
+:func:`statepump.fold.fold`, collector paused, exactly as the pump's Capture
+step does. Anchor: ``bench/capture_read.py``'s ``raw``, ``for record in
+fastavro.reader(f)`` over the same files (decode only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bench import dataset
+from bench.figure import Figure, Size, spread
+from bench.measure import seconds
+from statepump import collector
+from statepump.capture import DEFAULT_NAME_FORMAT, render_name, write_capture_file
+from statepump.events import Version
+from statepump.fold import fold
+from statepump.reducers import config
+from statepump.sources.capture import CaptureSource
+
+GOAL = 0.5
+FILES = 10
+
+
+def _write(root: Path, count: int, n_keys: int) -> list[Path]:
+    events = dataset.set_events(count, n_keys)
+    per = -(-count // FILES)
+    paths = []
+    for w in range(FILES):
+        chunk = events[w * per : (w + 1) * per]
+        if not chunk:
+            break
+        path = root / render_name(DEFAULT_NAME_FORMAT, "ns", "hub", "0", dataset.T0 + timedelta(minutes=5 * w))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            write_capture_file(f, chunk)
+        paths.append(path)
+    return paths
+
+
+def run(size: Size) -> Figure:
+    from bench.capture_read import raw
+
+    n = size.keys
+    count = size.capture_events
+    state = dataset.state(n)
+    with tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp:
+        root = Path(tmp)
+        paths = _write(root, count, n)
+
+        def ours() -> None:
+            async def go() -> int:
+                source = CaptureSource.from_directory(root, namespace="ns", eventhub="hub", partition="0")
+                version: Version[Any] = Version(state, -1, None, "0")
+                try:
+                    async for batch in source.read(-1):
+                        with collector.paused():
+                            version = fold(version, batch, config, applied_at=dataset.T0).version
+                finally:
+                    await source.close()
+                return version.sequence
+
+            if asyncio.run(go()) != count - 1:
+                raise AssertionError("the Capture catch-up did not reach the last event")
+
+        def anchor() -> None:
+            if raw(paths) != count:
+                raise AssertionError("fastavro did not read every record")
+
+        mine = seconds(ours, runs=size.runs, warmup=size.warmup).rate(count)
+        theirs = seconds(anchor, runs=size.runs, warmup=size.warmup).rate(count)
+
+        # Where the time goes: the source alone (list, read, decode, order, check), without the fold.
+        def source_only() -> None:
+            async def go() -> None:
+                source = CaptureSource.from_directory(root, namespace="ns", eventhub="hub", partition="0")
+                try:
+                    async for _batch in source.read(-1):
+                        pass
+                finally:
+                    await source.close()
+
+            asyncio.run(go())
+
+        reading = seconds(source_only, runs=size.runs, warmup=size.warmup).rate(count)
+    ratio = mine.median / theirs.median
+    return Figure(
+        "3",
+        f"catch-up from Capture files: read + decode + fold ({count:,} events, {n:,}-key state)",
+        spread(mine.median, mine.min, mine.max) + " events/s",
+        f"raw `fastavro` read: {theirs.median:,.0f} events/s",
+        f"{ratio:.0%} of the raw rate",
+        f"≥ {GOAL:.0%} of the raw read rate",
+        ratio >= GOAL,
+        (
+            f"`CaptureSource.read` alone (no fold): {spread(reading.median, reading.min, reading.max)} events/s; "
+            "the rest is the fold (figure 2).",
+            f"{len(paths)} Capture files, uncompressed; {size.runs} runs after {size.warmup} warm-up.",
+        ),
+    )

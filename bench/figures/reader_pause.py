@@ -1,0 +1,148 @@
+"""Figure 7: the longest pause a reader thread sees while the pump catches up.
+
+A pump in thread mode (as in a Flask or Django app) starts from a snapshot of
+the N-key state and catches up ``catchup_events`` events from an in-memory
+source, with its garbage-collection policy as shipped (automatic collection
+paused, :class:`statepump.collector.Collector` on its default interval). A
+reader thread reads ``pump.state[key]`` every 0.5 ms; the figure is the
+longest interval between two consecutive reads, from the first version after
+the snapshot to ready. The scheduled full collection, which does not fall
+inside a catch-up this short, is timed on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import dataset
+from bench.figure import Figure, Size, spread
+from bench.measure import Stats, percentile
+from statepump.events import Version
+from statepump.pump import Pump
+from statepump.reducers import config
+from statepump.snapshot import write_snapshot
+from statepump.sources.memory import MemorySource
+from statepump.stores.directory import DirectoryStore
+
+GOAL_MS = 10.0
+READ_EVERY_S = 0.0005
+
+
+def catch_up_once(store_root: Path, events: list[Any], probe: str) -> tuple[float, float, int, float]:
+    """One catch-up; returns (longest gap ms, p99 gap ms, reads, catch-up seconds)."""
+    source = MemorySource(live=True)
+    for event in events:
+        source.append(event.body, enqueued_time=event.enqueued_time)
+    last = len(events) - 1
+    pump: Pump[Any] = Pump(source, store=DirectoryStore(store_root, "hub", "0"), eventhub="hub")
+    gaps: list[float] = []
+    window: list[float] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while pump.version.sequence < 0 and not stop.is_set():
+            time.sleep(0.001)
+        started = prev = time.perf_counter_ns()
+        while not stop.is_set() and pump.version.sequence < last:
+            pump.state.get(probe)
+            now = time.perf_counter_ns()
+            gaps.append((now - prev) / 1e6)
+            prev = now
+            time.sleep(READ_EVERY_S)
+        window.append((time.perf_counter_ns() - started) / 1e9)
+
+    thread = threading.Thread(target=reader, name="bench-reader")
+    thread.start()
+    pump.start_in_thread()
+    try:
+        pump.wait_for_sync(last, timeout=600)
+    finally:
+        stop.set()
+        thread.join()
+        pump.stop_in_thread()
+    if pump.version.sequence != last:
+        raise AssertionError(f"the catch-up did not finish (at {pump.version.sequence} of {last})")
+    if not gaps:  # over before the reader's first read: the whole catch-up was one pause
+        gaps.append(window[0] * 1e3)
+    return max(gaps), percentile(gaps, 0.99), len(gaps), window[0]
+
+
+def idle_reader(duration: float) -> tuple[float, float]:
+    """The same reader with nothing else running in the process: the machine's own scheduling jitter."""
+    gaps = []
+    deadline = time.perf_counter_ns() + int(duration * 1e9)
+    prev = time.perf_counter_ns()
+    while prev < deadline:
+        time.sleep(READ_EVERY_S)
+        now = time.perf_counter_ns()
+        gaps.append((now - prev) / 1e6)
+        prev = now
+    return max(gaps), percentile(gaps, 0.99)
+
+
+def run(size: Size) -> Figure:
+    n = size.keys
+    state = dataset.state(n)
+    events = dataset.set_events(size.catchup_events + 1, n)
+    probe = dataset.key(n // 2)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-pause-") as tmp:
+        store = DirectoryStore(Path(tmp), "hub", "0")
+        # The snapshot holds the state after event 0; the catch-up applies 1..catchup_events.
+        asyncio.run(write_snapshot(store, Version(state, 0, dataset.T0, "0"), config, eventhub="hub", events_folded=n))
+        for i in range(size.warmup + size.runs):
+            result = catch_up_once(Path(tmp), events, probe)
+            if i >= size.warmup:
+                results.append(result)
+        # The same catch-up with a 1 ms GIL switch interval (the default is 5 ms): a proposal for thread mode.
+        default_interval = sys.getswitchinterval()
+        sys.setswitchinterval(0.001)
+        try:
+            short = [catch_up_once(Path(tmp), events, probe) for _ in range(max(2, size.runs // 2))]
+        finally:
+            sys.setswitchinterval(default_interval)
+    idle = [idle_reader(r[3]) for r in results]
+    idle_longest = Stats.of([i[0] for i in idle])
+    short_longest = Stats.of([r[0] for r in short])
+    longest = Stats.of([r[0] for r in results])
+    p99 = Stats.of([r[1] for r in results])
+    rate = Stats.of([size.catchup_events / r[3] for r in results])
+
+    # The scheduled full collection (Collector, default every 300 s) with the state alive.
+    keep: list[Any] = [state]
+    collections = []
+    for _ in range(max(2, size.runs // 2)):
+        started = time.perf_counter_ns()
+        gc.collect()
+        collections.append((time.perf_counter_ns() - started) / 1e6)
+    keep.clear()
+    full = Stats.of(collections)
+    return Figure(
+        "7",
+        f"longest pause seen by a reader thread during a {size.catchup_events:,}-event catch-up "
+        f"({n:,}-key state, thread mode, collection policy as shipped)",
+        spread(longest.median, longest.min, longest.max, "{:,.1f}") + " ms",
+        f"the same reader with no catch-up (machine jitter): {idle_longest.median:,.1f} ms",
+        f"{longest.median / idle_longest.median:.1f}× the jitter",
+        f"≤ {GOAL_MS:g} ms",
+        longest.median <= GOAL_MS,
+        (
+            f"p99 interval between reads {p99.median:,.2f} ms; reads every {READ_EVERY_S * 1e3:g} ms; "
+            f"catch-up ran at {rate.median:,.0f} events/s with the reader attached; {size.runs} catch-ups after "
+            f"{size.warmup} warm-up.",
+            f"With a 1 ms GIL switch interval (`sys.setswitchinterval(0.001)`, default 5 ms) the longest pause is "
+            f"{spread(short_longest.median, short_longest.min, short_longest.max, '{:,.1f}')} ms.",
+            f"The idle reader's p99 interval is {Stats.of([i[1] for i in idle]).median:,.2f} ms: on a shared, loaded "
+            "machine the reader thread waits for a CPU as well as for the GIL.",
+            f"The scheduled full collection (`gc_interval`, default 300 s, outside this catch-up) takes "
+            f"{spread(full.median, full.min, full.max, '{:,.0f}')} ms with the state alive: "
+            "readers are paused that long once per interval.",
+        ),
+    )

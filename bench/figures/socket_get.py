@@ -1,0 +1,72 @@
+"""Figure 5: one key over the socket API with ``statepump.client``, against Redis ``GET`` over a Unix socket.
+
+Built on ``bench/socket_get.py`` (its sidecar process, its Redis on a
+temporary Unix socket, its latency loop): one blocking client calls in a loop,
+rounds alternating between the two servers so that the machine's background
+load touches both alike. Per round p50 and p99; the figure is the median over
+rounds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from bench.figure import Figure, ServiceUnavailable, Size, spread
+from bench.measure import Stats, percentile
+
+
+def run(size: Size) -> Figure:
+    if shutil.which("redis-server") is None:
+        raise ServiceUnavailable("figure 5 needs Redis: apt-get install redis-server")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        raise ServiceUnavailable("figure 5 needs redis-py: pip install -e '.[bench]'") from None
+    from bench import socket_get
+
+    keys = min(size.keys, 100_000)
+    ours_p50, ours_p99, theirs_p50, theirs_p99 = [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="bench-get-") as tmp:
+        directory = Path(tmp)
+        try:
+            sidecar, sidecar_socket = socket_get.start_statepump(directory, keys, None)
+        except SystemExit as exc:
+            raise RuntimeError(f"the statepump sidecar did not start: {exc}") from None
+        try:
+            try:
+                redis_server, redis_socket = socket_get.start_redis(directory)
+            except SystemExit as exc:
+                raise ServiceUnavailable(f"figure 5: {exc} (apt-get install redis-server)") from None
+            try:
+                for _ in range(max(3, size.runs)):
+                    mine = [ns / 1e3 for ns in socket_get.latencies("statepump", sidecar_socket, size.gets)]
+                    theirs = [ns / 1e3 for ns in socket_get.latencies("redis", redis_socket, size.gets)]
+                    ours_p50.append(percentile(mine, 0.5))
+                    ours_p99.append(percentile(mine, 0.99))
+                    theirs_p50.append(percentile(theirs, 0.5))
+                    theirs_p99.append(percentile(theirs, 0.99))
+            finally:
+                redis_server.terminate()
+                redis_server.wait(10)
+        finally:
+            sidecar.terminate()
+            sidecar.wait(10)
+    p50, p99 = Stats.of(ours_p50), Stats.of(ours_p99)
+    r50, r99 = Stats.of(theirs_p50), Stats.of(theirs_p99)
+    ratio50, ratio99 = p50.median / r50.median, p99.median / r99.median
+    us = "{:,.1f}"
+    return Figure(
+        "5",
+        f"socket `GET` of one key, `statepump.client` ({keys:,}-key state)",
+        f"p50 {spread(p50.median, p50.min, p50.max, us)} µs, p99 {spread(p99.median, p99.min, p99.max, us)} µs",
+        f"Redis `GET` (redis-py, Unix socket): p50 {r50.median:,.1f} µs, p99 {r99.median:,.1f} µs",
+        f"p50 {ratio50:.2f}×, p99 {ratio99:.2f}×",
+        "p50 and p99 ≤ 1.0× Redis",
+        ratio50 <= 1.0 and ratio99 <= 1.0,
+        (
+            f"{p50.runs} alternating rounds of {size.gets:,} calls each (after 500 warm-up calls per round), one "
+            "client, keep-alive connection; the value is a small JSON object.",
+        ),
+    )
