@@ -313,7 +313,22 @@ def decode_body(body: bytes) -> list[Mapping[str, Any]]:
 
 
 def _config(state: PMap[Any, Any], event: Event) -> PMap[Any, Any]:
-    for op in decode_body(event.body):
+    ops = decode_body(event.body)
+    if len(ops) == 1:
+        # The most common event, one `set` of a top-level key, without the general
+        # path machinery: what apply_op would do for it, in one call.
+        op = ops[0]
+        path = op.get("path")
+        if (
+            op.get("op") == "set"
+            and type(path) is str
+            and path
+            and "/" not in path
+            and "value" in op
+            and type(state) is _PMAP_TYPE
+        ):
+            return _map_set(state, path, _freeze(op["value"]))
+    for op in ops:
         # Each op returns a new map; if a later op fails, the exception
         # discards every intermediate one, so `ops` applies all or nothing.
         state = apply_op(state, op)
