@@ -140,13 +140,11 @@ def big_event(i: int) -> bytes:
     return b'{"op":"set","path":"k/%d","value":"%s"}' % (i, b"%d" % i * (300_000 // len(b"%d" % i)))
 
 
-@pytest.mark.parametrize("where", ["directory", "blob"])
 async def test_snapshotter_killed_while_writing_never_leaves_a_usable_partial_snapshot(
     emulator_process: Callable[..., EmulatorProcess],
     azurite: Azurite,
     blob_container: str,
     tmp_path: Path,
-    where: str,
 ) -> None:
     hub = emulator_process(None)
     # About 12 MB of state in few events: encoding and writing take long enough to be interrupted,
@@ -155,59 +153,58 @@ async def test_snapshotter_killed_while_writing_never_leaves_a_usable_partial_sn
         send(hub.connection_string, [big_event(i) for i in range(start, start + 4)])
     events = await read_everything(hub.connection_string)
     snapshots = tmp_path / "snapshots"
-    if where == "directory":
-        store_flags = ["--snapshot-dir", str(snapshots)]
+    stores: dict[str, tuple[list[str], Callable[[], SnapshotStore]]] = {
+        "directory": (["--snapshot-dir", str(snapshots)], lambda: DirectoryStore(snapshots, "hub", "0")),
+        "blob": (
+            ["--snapshot-container", blob_container, "--storage-connection-string", azurite.connection_string],
+            lambda: BlobStore.from_connection_string(azurite.connection_string, blob_container, "hub", "0"),
+        ),
+    }
+    for where, (store_flags, store) in stores.items():
+        flags = ["--connection-string", hub.connection_string, *store_flags, "--log-level", "INFO"]
+        log = tmp_path / f"snapshotter-{where}.log"
+        caught_mid_write = 0
+        # Caught up to written takes about 0.3 s here (encode, then one 12 MB put): kill inside it.
+        for delay in (0.08, 0.2) if where == "blob" else (0.0, 0.0, 0.0):
+            if where == "directory" and caught_mid_write:
+                break
+            process = snapshotter(flags, log)
+            try:
 
-        def store() -> SnapshotStore:
-            return DirectoryStore(snapshots, "hub", "0")
+                def caught_up(p: subprocess.Popen[bytes] = process, log: Path = log) -> bool:
+                    return "caught up at" in log.read_text() or p.poll() is not None
 
-    else:
-        store_flags = ["--snapshot-container", blob_container, "--storage-connection-string", azurite.connection_string]
-
-        def store() -> SnapshotStore:
-            return BlobStore.from_connection_string(azurite.connection_string, blob_container, "hub", "0")
-
-    flags = ["--connection-string", hub.connection_string, *store_flags, "--log-level", "INFO"]
-    log = tmp_path / "snapshotter.log"
-    caught_mid_write = 0
-    # Caught up to written takes about 0.3 s here (encode, then one 12 MB put): kill inside it.
-    for delay in (0.08, 0.2) if where == "blob" else (0.0, 0.0):
-        process = snapshotter(flags, log)
-        try:
-
-            def caught_up(p: subprocess.Popen[bytes] = process) -> bool:
-                return "caught up at" in log.read_text() or p.poll() is not None
-
-            poll_until(caught_up, 120, "catch-up")
-            log.write_text("")  # the next attempt looks for its own line
-            if where == "directory":
-                # Kill the moment a temporary file exists: the writer is mid-write.
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and process.poll() is None:
+                poll_until(caught_up, 120, "catch-up")
+                log.write_text("")  # the next attempt looks for its own line
+                if where == "directory":
+                    # Kill the moment a temporary file exists: the writer is mid-write.
+                    deadline = time.monotonic() + 30
                     directory = snapshots / "snapshots" / "hub" / "0"
-                    if directory.exists() and any(n.endswith(".tmp") for n in os.listdir(directory)):
-                        caught_mid_write += 1
-                        break
-            else:
-                deadline = time.monotonic() + delay
-                while time.monotonic() < deadline:
-                    pass  # a precise, short delay into the encode/upload
+                    while time.monotonic() < deadline and process.poll() is None:
+                        if directory.exists() and any(n.endswith(".tmp") for n in os.listdir(directory)):
+                            _kill(process)
+                            caught_mid_write += 1
+                            break
+                else:
+                    deadline = time.monotonic() + delay
+                    while time.monotonic() < deadline:
+                        pass  # a precise, short delay into the encode/upload
+                    _kill(process)
+                    caught_mid_write += "wrote" not in log.read_text()  # after catching up, before the write ended
+            finally:
                 _kill(process)
-                caught_mid_write += "wrote" not in log.read_text()  # killed after catching up, before the write ended
-        finally:
-            _kill(process)
-        assert await _all_usable(store()) in ([], [LAST]), "a killed writer left a partial snapshot visible"
-    assert caught_mid_write >= 1, "no kill landed while the snapshot was being written"
+            assert await _all_usable(store()) in ([], [LAST]), f"a killed writer left a partial snapshot ({where})"
+        assert caught_mid_write >= 1, f"no kill landed while the snapshot was being written ({where})"
 
-    # A later run succeeds, and the sidecar starts from what it wrote.
-    finished = snapshotter(flags, log)
-    try:
-        assert finished.wait(120) == 0, log.read_text()
-    finally:
-        _kill(finished)
-    assert await _all_usable(store()) == [LAST]
-    with Sidecar(["--connection-string", hub.connection_string, *store_flags], tmp_path) as car:
-        status = car.wait_status(lambda s: s["ready"] and s["sequence"] == LAST, "the last event to be applied")
-        assert status["snapshot_sequence"] == LAST and status["events_applied"] == 0
-        assert car.state() == replay(events)
-        assert car.terminate() == 0
+        # A later run succeeds, and the sidecar starts from what it wrote.
+        finished = snapshotter(flags, log)
+        try:
+            assert finished.wait(120) == 0, log.read_text()
+        finally:
+            _kill(finished)
+        assert await _all_usable(store()) == [LAST]
+        with Sidecar(["--connection-string", hub.connection_string, *store_flags], tmp_path, name=where) as car:
+            status = car.wait_status(lambda s: s["ready"] and s["sequence"] == LAST, "the last event to be applied")
+            assert status["snapshot_sequence"] == LAST and status["events_applied"] == 0
+            assert car.state() == replay(events)
+            assert car.terminate() == 0

@@ -156,21 +156,21 @@ async def test_store_down_while_catching_up_from_capture(
     emulator_process: Callable[..., EmulatorProcess], azurite_process: AzuriteProcess, tmp_path: Path
 ) -> None:
     hub = emulator_process(None, admin=True)
-    total = 6000
+    total = 4000
     for start in range(0, total, 1000):
         send(hub.connection_string, bodies(1000, start))
     events = await read_everything(hub.connection_string)
     cs = azurite_process.info.connection_string
-    # Capture holds 0..5499 in 220 small files; the hub's retention has dropped everything below 5000.
-    await put_capture(cs, "capture", events[:5500], per_file=25)
-    expire(hub, 5000)
+    # Capture holds 0..3499 in 140 small files; the hub's retention has dropped everything below 3000.
+    await put_capture(cs, "capture", events[:3500], per_file=25)
+    expire(hub, 3000)
     flags = ["--connection-string", hub.connection_string, "--capture-container", "capture"]
     flags += ["--storage-connection-string", cs, "--snapshot-dir", str(tmp_path / "snapshots"), "--retry-seconds", "60"]
     with Sidecar(flags, tmp_path) as car:
         car.wait_status(lambda s: s["events_from_capture"] > 0, "the Capture catch-up to start", 60)
         azurite_process.stop()
         during = car.status()
-        assert during["events_from_capture"] < 5000, "Capture was read before the store could be stopped"
+        assert during["events_from_capture"] < 3000, "Capture was read before the store could be stopped"
         assert during["ready"] is False
         azurite_process.start()
         status = car.wait_status(lambda s: s["ready"] and s["sequence"] == total - 1, "the last event", 120)
