@@ -230,6 +230,7 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 str(work / "data"),
                 "--log-level",
                 "WARNING",
+                *args.sidecar_flag,
             ],
             work / "sidecar.log",
         )
@@ -294,6 +295,12 @@ def main() -> None:
     parser.add_argument("--client-interval", type=float, default=0.02, help="pause between a client's reads")
     parser.add_argument("--keys", type=int, default=1000, help="distinct keys the events overwrite")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--sidecar-flag",
+        action="append",
+        default=[],
+        help="extra flag for statepump run, e.g. --sidecar-flag=--gc-interval=60",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="statepump-soak-") as tmp:
         result = asyncio.run(soak(args, Path(tmp)))
