@@ -63,13 +63,16 @@ def run(size: Size) -> Figure:
                 version: Version[Any] = Version(state, -1, None, "0")
                 try:
                     async for batch in source.read(-1):
-                        with collector.paused():
-                            version = fold(version, batch, config, applied_at=dataset.T0).version
+                        version = fold(version, batch, config, applied_at=dataset.T0).version
                 finally:
                     await source.close()
                 return version.sequence
 
-            if asyncio.run(go()) != count - 1:
+            # Collection paused for the whole catch-up, as the pump's Collector does: between
+            # batches, a young collection would walk the state's new bucket vector (200 ms at 1M keys).
+            with collector.paused():
+                reached = asyncio.run(go())
+            if reached != count - 1:
                 raise AssertionError("the Capture catch-up did not reach the last event")
 
         def anchor() -> None:
@@ -89,7 +92,8 @@ def run(size: Size) -> Figure:
                 finally:
                     await source.close()
 
-            asyncio.run(go())
+            with collector.paused():
+                asyncio.run(go())
 
         reading = seconds(source_only, runs=size.runs, warmup=size.warmup).rate(count)
     ratio = mine.median / theirs.median
@@ -104,6 +108,8 @@ def run(size: Size) -> Figure:
         (
             f"`CaptureSource.read` alone (no fold): {spread(reading.median, reading.min, reading.max)} events/s; "
             "the rest is the fold (figure 2).",
+            "The collector is paused for the whole catch-up, as in the pump: with it on between batches this figure "
+            "measured 5,163 events/s (1M keys), each young collection walking the state's bucket vector.",
             f"{len(paths)} Capture files, uncompressed; {size.runs} runs after {size.warmup} warm-up.",
         ),
     )
