@@ -65,5 +65,13 @@ class PoisonEventError(StatepumpError):
         super().__init__(f"poison event {sequence} on partition {partition}: {type(error).__name__}: {error}")
 
 
+class ServiceUnavailable(StatepumpError, ConnectionError):
+    """A hub or store could not be reached within its retry budget.
+
+    Before a pump has been ready this ends it (``statepump run`` exits 1);
+    afterwards the pump keeps serving its last version, not ready, and retries.
+    """
+
+
 class ConfigError(StatepumpError):
     """A setting is invalid; the message names the setting."""

@@ -41,7 +41,7 @@ from azure.eventhub import EventData, EventDataBatch
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient, PartitionContext
 from azure.eventhub.exceptions import AuthenticationError, EventHubError
 
-from statepump.errors import ConfigError, StatepumpError
+from statepump.errors import ConfigError, ServiceUnavailable, StatepumpError
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -59,7 +59,7 @@ class HubError(StatepumpError):
     """Event Hubs refused or failed an operation; the message names host and hub, never a key."""
 
 
-class HubUnreachable(HubError, ConnectionError):
+class HubUnreachable(HubError, ServiceUnavailable):
     """The hub could not be reached within the retry budget."""
 
 

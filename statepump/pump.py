@@ -37,7 +37,7 @@ from typing import Any, Generic, TypeVar
 
 from statepump import collector, plan
 from statepump.deadletter import DeadLetter
-from statepump.errors import SequenceGapError, StatepumpError
+from statepump.errors import SequenceGapError, ServiceUnavailable, StatepumpError
 from statepump.events import Event, Version
 from statepump.fold import FoldGap, Poisoned, PoisonPolicy, fold
 from statepump.reducers import Reducer, config
@@ -148,6 +148,7 @@ class Pump(Generic[S]):
         self.loaded: Loaded[S] | None = None
 
         self._ready = False
+        self._was_ready = False
         self._phase = "starting"
         self._problem: str | None = None
         self._gap: SequenceGapError | None = None
@@ -444,37 +445,16 @@ class Pump(Generic[S]):
             if hint is not None and self.version.enqueued_time is not None:
                 # Capture names carry window times: start the search near the snapshot's time.
                 hint(self.version.enqueued_time)
-            coverage = plan.CaptureCoverage.unknown() if self.capture else plan.CaptureCoverage.off()
-            while not self._stopping.is_set():
-                bounds = await self.source.bounds()
-                self._hub_last = (bounds.last, bounds.last_enqueued_time)
+            coverage: plan.CaptureCoverage | None = (
+                plan.CaptureCoverage.unknown() if self.capture else plan.CaptureCoverage.off()
+            )
+            while coverage is not None and not self._stopping.is_set():
                 try:
-                    step = plan.next_step(
-                        self.version.sequence, bounds, coverage, until=self.until, allow_gap=self.allow_gap
-                    )
-                except SequenceGapError as gap:
-                    await self._stopped_by_gap(gap)
-                    coverage = plan.CaptureCoverage.unknown() if self.capture else coverage
-                    continue
-                if isinstance(step, plan.ProbeCapture):
-                    assert self.capture is not None
-                    coverage = plan.CaptureCoverage(True, await self.capture.bounds())
-                    continue
-                if isinstance(step, plan.Done):
-                    self._become_ready()
-                    return
-                if step.skipped is not None:
-                    self._skip(step.skipped)
-                if isinstance(step, plan.ReadCapture):
-                    try:
-                        await self._read_capture(step)
-                    except SequenceGapError as gap:  # Capture files missing or not contiguous
-                        await self._stopped_by_gap(gap)
-                        coverage = plan.CaptureCoverage.unknown()
-                else:
-                    await self._read_hub(step, bounds.last)
-                    # The hub read only ends on a gap: Capture's coverage may have grown since.
-                    coverage = plan.CaptureCoverage.unknown() if self.capture else coverage
+                    coverage = await self._advance(coverage)
+                except ServiceUnavailable as exc:
+                    if not self._was_ready:
+                        raise  # at start, a hub that stays away is a failure: `statepump run` exits 1
+                    await self._unavailable(exc)
         except (asyncio.CancelledError, _Stop):
             pass
         except plan.PositionAheadError as exc:
@@ -488,6 +468,45 @@ class Pump(Generic[S]):
         finally:
             self._collector.stop()
             self._changed()
+
+    async def _advance(self, coverage: plan.CaptureCoverage) -> plan.CaptureCoverage | None:
+        """One round of the loop: plan from fresh bounds and carry out the step; ``None`` when done."""
+        bounds = await self.source.bounds()
+        self._hub_last = (bounds.last, bounds.last_enqueued_time)
+        try:
+            step = plan.next_step(self.version.sequence, bounds, coverage, until=self.until, allow_gap=self.allow_gap)
+        except SequenceGapError as gap:
+            await self._stopped_by_gap(gap)
+            return plan.CaptureCoverage.unknown() if self.capture else coverage
+        if isinstance(step, plan.ProbeCapture):
+            assert self.capture is not None
+            return plan.CaptureCoverage(True, await self.capture.bounds())
+        if isinstance(step, plan.Done):
+            self._become_ready()
+            return None
+        if step.skipped is not None:
+            self._skip(step.skipped)
+        if isinstance(step, plan.ReadCapture):
+            try:
+                await self._read_capture(step)
+            except SequenceGapError as gap:  # Capture files missing or not contiguous
+                await self._stopped_by_gap(gap)
+                return plan.CaptureCoverage.unknown()
+            return coverage
+        await self._read_hub(step, bounds.last)
+        # The hub read only ends on a gap: Capture's coverage may have grown since.
+        return plan.CaptureCoverage.unknown() if self.capture else coverage
+
+    async def _unavailable(self, exc: ServiceUnavailable) -> None:
+        """After the pump has been ready, an outage is waited out: not ready, still serving, retrying."""
+        if self._ready or self._phase != "waiting for the hub":
+            log.error("not serving as ready: %s; serving sequence %d and retrying", exc, self.version.sequence)
+        self._ready = False
+        self._phase = "waiting for the hub"
+        self._problem = f"{exc}; serving sequence {self.version.sequence}"
+        self._changed()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self.replan_interval)
 
     async def _load(self) -> None:
         self._phase = "loading snapshot"
@@ -555,6 +574,7 @@ class Pump(Generic[S]):
 
     def _become_ready(self) -> None:
         self._ready = True
+        self._was_ready = True
         self._phase = "live"
         log.info("live: caught up at sequence %d", self.version.sequence)
         self._changed()

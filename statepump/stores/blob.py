@@ -67,7 +67,7 @@ from tenacity import (
     wait_random,
 )
 
-from statepump.errors import ConfigError, SnapshotExists, StatepumpError
+from statepump.errors import ConfigError, ServiceUnavailable, SnapshotExists
 from statepump.stores import SnapshotRef, parse_sequence, snapshot_name
 
 log = logging.getLogger("statepump.stores.blob")
@@ -82,7 +82,7 @@ BLOCK_ID_ALPHABET = string.ascii_letters + string.digits
 Credential = AsyncTokenCredential | AzureNamedKeyCredential | AzureSasCredential | str
 
 
-class SnapshotStoreUnavailable(StatepumpError, ConnectionError):
+class SnapshotStoreUnavailable(ServiceUnavailable):
     """A snapshot store could not be reached, even after retrying.
 
     The message names the store (account URL, container, prefix) and the last

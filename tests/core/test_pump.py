@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import pytest
 from pyrsistent import pmap
 
 from statepump.deadletter import DeadLetterFile
-from statepump.events import Event, Version
+from statepump.errors import ServiceUnavailable
+from statepump.events import Event, PartitionBounds, Version
 from statepump.fold import fold
 from statepump.pump import Pump, PumpFailed
 from statepump.reducers import Reducer, config
@@ -265,3 +267,46 @@ async def test_until_stops_exactly_at_the_target_even_inside_a_batch() -> None:
     await pump.run()
     assert pump.version.sequence == 123
     assert pump.state == full_replay(124)
+
+
+class OutageSource(MemorySource):
+    """A memory partition that can be made unreachable, as a hub past its retry budget is."""
+
+    down = False
+
+    async def bounds(self) -> PartitionBounds:
+        if self.down:
+            raise ServiceUnavailable("the test hub is unreachable")
+        return await super().bounds()
+
+    async def read(self, after: int) -> AsyncIterator[Sequence[Event]]:
+        async for batch in super().read(after):
+            if self.down:
+                raise ServiceUnavailable("the test hub is unreachable")
+            yield batch
+
+
+async def test_an_outage_after_ready_keeps_serving_not_ready_and_recovers() -> None:
+    source = OutageSource(max_wait=0.05)
+    fill(source, 10)
+    async with Pump[Any](source, replan_interval=0.05) as pump:
+        await pump.wait_ready(timeout=10)
+        source.down = True
+        async with asyncio.timeout(10):
+            while pump.ready:  # polled: readiness is a state
+                await asyncio.sleep(0.01)
+        assert "the test hub is unreachable; serving sequence 9" in (pump.not_ready_reason or "")
+        assert pump.version.sequence == 9 and pump.failure is None
+        source.down = False
+        source.append(set_op(10))
+        await pump.wait_ready(timeout=10)
+        assert (await pump.wait_for(10, timeout=10)).sequence == 10
+
+
+async def test_an_unreachable_hub_at_start_is_a_failure() -> None:
+    source = OutageSource(max_wait=0.05)
+    source.down = True
+    async with Pump[Any](source) as pump:
+        with pytest.raises(PumpFailed, match="the test hub is unreachable"):
+            await pump.wait_ready(timeout=10)
+        assert isinstance(pump.failure, ServiceUnavailable)
