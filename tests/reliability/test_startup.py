@@ -85,3 +85,30 @@ def test_snapshotter_with_the_hub_unreachable_past_the_budget_exits_1_with_one_l
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("snapshotter: ") and "unreachable" in last and f"127.0.0.1:{port}" in last, last
     assert not (tmp_path / "snapshots").exists() or not any((tmp_path / "snapshots").rglob("*.snapshot"))
+
+
+def test_a_hub_outage_after_ready_longer_than_the_budget_keeps_serving(tmp_path: Path) -> None:
+    port = free_port()
+    hub = EmulatorProcess(["--port", str(port), "--data", str(tmp_path / "hub")], port, None, tmp_path / "hub.log")
+    hub.start()
+    try:
+        send(hub.connection_string, [b'{"op":"set","path":"up","value":1}'])
+        flags = ["--connection-string", connection_string(port), "--retry-seconds", "2"]
+        with Sidecar(flags, tmp_path) as car:
+            car.wait_status(lambda s: s["ready"] and s["sequence"] == 0, "event 0 to be applied")
+            hub.kill()
+            status = car.wait_status(
+                lambda s: not s["ready"] and "unreachable" in (s["not_ready_reason"] or ""),
+                "the outage to outlast the retry budget",
+            )
+            assert "serving sequence 0" in status["not_ready_reason"]
+            assert car.process.poll() is None, car.log()
+            assert car.state() == {"up": 1}  # the last good version is still served
+            hub.start()
+            send(hub.connection_string, [b'{"op":"set","path":"up","value":2}'])
+            car.wait_status(lambda s: s["ready"] and s["sequence"] == 1, "event 1 after the outage")
+            assert car.state() == {"up": 2}
+            assert "Traceback" not in car.log()
+            assert car.terminate() == 0
+    finally:
+        hub.kill()
