@@ -38,7 +38,7 @@ from typing import Any, Generic, TypeVar
 from statepump import collector, plan
 from statepump.deadletter import DeadLetter
 from statepump.errors import SequenceGapError, ServiceUnavailable, StatepumpError
-from statepump.events import Event, Version
+from statepump.events import Event, PartitionBounds, Version
 from statepump.fold import FoldGap, Poisoned, PoisonPolicy, fold
 from statepump.reducers import Reducer, config
 from statepump.snapshot import Loaded, initial_version, load_latest
@@ -158,6 +158,7 @@ class Pump(Generic[S]):
         self._waiters = _Waiters()
         self._collector = collector.Collector(gc_interval)
         self._task: asyncio.Task[None] | None = None
+        self._early_bounds: asyncio.Task[PartitionBounds] | None = None
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -439,6 +440,11 @@ class Pump(Generic[S]):
 
     async def _run(self) -> None:
         self._collector.start()
+        # Connecting to the hub takes about a second: let it happen while the
+        # snapshot loads. The bounds it reads are a little stale by the time
+        # they are used, which is safe: retention only moves forward, and a hub
+        # read that finds its first event missing makes the loop plan again.
+        self._early_bounds = asyncio.create_task(self.source.bounds(), name="statepump-first-bounds")
         try:
             await self._load()
             hint = getattr(self.capture, "set_time_hint", None)
@@ -466,12 +472,15 @@ class Pump(Generic[S]):
             log.exception("the pump stopped: %s", exc)
             self._fail(exc)
         finally:
+            if self._early_bounds is not None:
+                self._early_bounds.cancel()
             self._collector.stop()
             self._changed()
 
     async def _advance(self, coverage: plan.CaptureCoverage) -> plan.CaptureCoverage | None:
         """One round of the loop: plan from fresh bounds and carry out the step; ``None`` when done."""
-        bounds = await self.source.bounds()
+        early, self._early_bounds = self._early_bounds, None
+        bounds = await (early if early is not None else self.source.bounds())
         self._hub_last = (bounds.last, bounds.last_enqueued_time)
         try:
             step = plan.next_step(self.version.sequence, bounds, coverage, until=self.until, allow_gap=self.allow_gap)
