@@ -16,10 +16,12 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 
+# The test run includes `python -m bench --quick`, so it installs the bench extra too.
 install-test: $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
 
-# Debian tools some tests use as validators (systemd-analyze for deploy/systemd).
+# Debian packages the tests use: systemd-analyze (validates deploy/systemd), and
+# PostgreSQL and Redis (the anchors of bench figures 1 and 5).
 system-packages:
 	@sh .ci/system-packages.sh
 
@@ -33,10 +35,10 @@ lint: install-test
 test: install-test system-packages lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: install-test
+bench: install-test system-packages
 	$(BIN)/python -m bench
 
-bench-quick: install-test
+bench-quick: install-test system-packages
 	$(BIN)/python -m bench --quick
 
 clean:
