@@ -42,7 +42,19 @@ def add_settings(parser: argparse.ArgumentParser, command: str) -> None:
         else:
             # Values stay strings here: the settings model converts and validates
             # them, so flags, environment and TOML fail with the same message.
-            group.add_argument(option, dest=name, default=None, metavar=name.split("_")[-1].upper(), help=helptext)
+            group.add_argument(option, dest=name, default=None, metavar=_metavar(name, field.annotation), help=helptext)
+
+
+def _metavar(name: str, annotation: object) -> str:
+    """What a flag's value is, for --help: DIR, FILE, PATH, N, SECONDS, or the name's last word."""
+    text = str(annotation)
+    if "Path" in text:
+        return "DIR" if name.endswith("dir") or name == "data" else "FILE" if name.endswith("file") else "PATH"
+    if "int" in text:
+        return "N"
+    if "float" in text:
+        return "SECONDS"
+    return name.split("_")[-1].upper()
 
 
 def settings_from(args: argparse.Namespace, command: str) -> Settings:
