@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 from statepump.collector import Collector, paused
 
@@ -34,3 +35,25 @@ def test_paused_nests_and_restores() -> None:
             assert not gc.isenabled()
         assert not gc.isenabled()
     assert gc.isenabled() == was_enabled
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def test_a_cycle_that_survived_a_collection_is_freed_by_the_next_full_one() -> None:
+    collector = Collector(interval=1e-9, full_every=3)  # due at every call
+    collector.start()
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        alive = weakref.ref(a)
+        assert collector.maybe_collect()  # collection 1: the cycle is still referenced, then frozen
+        del a, b
+        assert collector.maybe_collect()  # collection 2: frozen objects are out of sight
+        assert alive() is not None
+        assert collector.maybe_collect()  # collection 3 unfreezes first: the cycle goes
+        assert alive() is None
+    finally:
+        collector.stop()
