@@ -68,6 +68,7 @@ def make_capture(settings: Settings, time_hint: Any = None) -> EventSource | Non
     if settings.capture_dir is not None:
         return CaptureSource.from_directory(settings.capture_dir, **common)
     assert settings.capture_container is not None
+    common["retry_seconds"] = settings.retry_seconds
     if settings.storage_connection_string is not None:
         return CaptureSource.from_connection_string(
             settings.storage_connection_string.get_secret_value(), settings.capture_container, **common

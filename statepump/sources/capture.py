@@ -47,7 +47,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob.aio import ContainerClient
+from azure.storage.blob.aio import ContainerClient, ExponentialRetry
 
 from statepump.capture import (
     DEFAULT_NAME_FORMAT,
@@ -154,6 +154,23 @@ class DirectoryFiles:
 
     async def close(self) -> None:
         return None
+
+
+def retry_policy(seconds: float) -> ExponentialRetry:
+    """A Storage retry policy whose back-offs add up to about ``seconds``.
+
+    The SDK's default waits 15 s before its first retry and up to minutes in
+    all, whatever the operator set; this one waits 1, 3, 5, 9, 17, ... s
+    (``1 + 2**n``), as many times as fit in the budget.
+
+    >>> retry_policy(60).total_retries
+    6
+    """
+    retries, total = 0, 0.0
+    while total < seconds:
+        total += 1 + (2**retries if retries else 0)
+        retries += 1
+    return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=max(1, retries), random_jitter_range=1)
 
 
 class BlobFiles:
@@ -267,15 +284,26 @@ class CaptureSource:
         return cls(DirectoryFiles(root), **kwargs)
 
     @classmethod
-    def from_connection_string(cls, connection_string: str, container: str, **kwargs: Any) -> CaptureSource:
-        """Files in ``container`` of the account the connection string names."""
+    def from_connection_string(
+        cls, connection_string: str, container: str, *, retry_seconds: float = 60.0, **kwargs: Any
+    ) -> CaptureSource:
+        """Files in ``container`` of the account the connection string names.
+
+        Transient errors are retried for about ``retry_seconds`` (``--retry-seconds``).
+        """
         client = ContainerClient.from_connection_string(
-            connection_string, container, max_single_get_size=CHUNK_BYTES, max_chunk_get_size=CHUNK_BYTES
+            connection_string,
+            container,
+            max_single_get_size=CHUNK_BYTES,
+            max_chunk_get_size=CHUNK_BYTES,
+            retry_policy=retry_policy(retry_seconds),
         )
         return cls(BlobFiles(client), **kwargs)
 
     @classmethod
-    def from_account_url(cls, account_url: str, container: str, credential: Any = None, **kwargs: Any) -> CaptureSource:
+    def from_account_url(
+        cls, account_url: str, container: str, credential: Any = None, *, retry_seconds: float = 60.0, **kwargs: Any
+    ) -> CaptureSource:
         """Files in ``container`` at ``account_url``, signed in with ``credential``
         (default: ``azure.identity.aio.DefaultAzureCredential``, closed with the source)."""
         owned = None
@@ -289,6 +317,7 @@ class CaptureSource:
             credential=credential,
             max_single_get_size=CHUNK_BYTES,
             max_chunk_get_size=CHUNK_BYTES,
+            retry_policy=retry_policy(retry_seconds),
         )
         return cls(BlobFiles(client, credential=owned), **kwargs)
 
