@@ -472,8 +472,11 @@ class Pump(Generic[S]):
             log.exception("the pump stopped: %s", exc)
             self._fail(exc)
         finally:
-            if self._early_bounds is not None:
-                self._early_bounds.cancel()
+            early, self._early_bounds = self._early_bounds, None
+            if early is not None:
+                early.cancel()
+                if early.done() and not early.cancelled():
+                    early.exception()  # retrieved: the load's own error is the one that matters
             self._collector.stop()
             self._changed()
 
