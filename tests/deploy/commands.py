@@ -2,9 +2,9 @@
 
 The deploy files (Kubernetes manifests, systemd units, the Dockerfile) run the
 two console commands with flags; a misspelt flag there only fails in
-production. This module holds the settings names of the shared settings
-model (issue 3) and the snapshotter's own flags (issue 5), and checks an argv
-against them, so the deploy tests catch a flag that the commands do not have.
+production. This module takes the flag names from the settings model that
+both commands share, and checks an argv against them, so the deploy tests
+catch a flag that the commands do not have.
 
 >>> problems(["statepump", "run", "--socket", "/run/s.sock", "--log-level", "INFO"], {"statepump", "snapshotter"})
 []
@@ -16,39 +16,22 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-# Shared by every command: flag --NAME, environment STATEPUMP_NAME, TOML key name.
-SHARED_SETTINGS: frozenset[str] = frozenset(
-    {
-        "config",
-        "connection-string",
-        "namespace",
-        "eventhub",
-        "partition",
-        "consumer-group",
-        "reducer",
-        "snapshot-dir",
-        "snapshot-container",
-        "storage-connection-string",
-        "storage-account-url",
-        "capture-dir",
-        "capture-container",
-        "capture-name-format",
-        "socket",
-        "listen",
-        "snapshot-hmac-key-file",
-        "log-level",
-    }
-)
+from statepump.settings import COMMAND_FIELDS, Settings, flag
 
-SNAPSHOTTER_SETTINGS: frozenset[str] = frozenset(
-    {"keep", "keep-younger-than", "dry-run", "rebuild", "json", "continuous", "interval"}
-)
+# The flags come from the settings model itself (statepump.settings), so a
+# deploy file that names a flag the commands do not have fails here.
+SHARED_SETTINGS: frozenset[str] = frozenset(flag(n)[2:] for n in COMMAND_FIELDS["run"])
+
+# Everything `snapshotter` accepts (the shared settings minus the query socket, plus its own).
+SNAPSHOTTER_FLAGS: frozenset[str] = frozenset(flag(n)[2:] for n in COMMAND_FIELDS["snapshotter"])
 
 # `statepump health [--ready] --socket PATH`: the probe command.
-HEALTH_FLAGS: frozenset[str] = frozenset({"socket", "ready"})
+HEALTH_FLAGS: frozenset[str] = frozenset({*(flag(n)[2:] for n in COMMAND_FIELDS["health"]), "ready"})
 
 # Switches: they take no value.
-SWITCHES: frozenset[str] = frozenset({"dry-run", "rebuild", "json", "continuous", "ready"})
+SWITCHES: frozenset[str] = frozenset(
+    {flag(n)[2:] for n, f in Settings.model_fields.items() if f.annotation is bool} | {"ready"}
+)
 
 # Settings whose value is a secret; deploy files must not pass them.
 SECRET_SETTINGS: frozenset[str] = frozenset({"connection-string", "storage-connection-string"})
@@ -63,7 +46,7 @@ def allowed_flags(argv: Sequence[str]) -> frozenset[str] | None:
     """The flag names (without dashes) the command in argv accepts; None if it is no known command.
 
     >>> sorted(allowed_flags(["statepump", "health"]) or [])
-    ['ready', 'socket']
+    ['config', 'data-dir', 'log-level', 'ready', 'socket']
     >>> allowed_flags(["python", "-m", "statepump"]) is None
     True
     """
@@ -71,7 +54,7 @@ def allowed_flags(argv: Sequence[str]) -> frozenset[str] | None:
         return None
     program = argv[0].rsplit("/", 1)[-1]
     if program == "snapshotter":
-        return SHARED_SETTINGS | SNAPSHOTTER_SETTINGS
+        return SNAPSHOTTER_FLAGS
     if program == "statepump" and len(argv) > 1:
         return _STATEPUMP_SUBCOMMANDS.get(argv[1])
     return None

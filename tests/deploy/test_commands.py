@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.commands import SHARED_SETTINGS, problems
+from tests.deploy.commands import SHARED_SETTINGS, SWITCHES, problems
 
 SCRIPTS = {"statepump", "snapshotter"}
 
@@ -28,7 +28,8 @@ def test_accepts_command_lines_of_the_settings_model(argv: list[str]) -> None:
     [
         (["statepump", "run", "--sockett", "/x"], "unknown flag '--sockett'"),
         (["statepump", "run", "--keep", "3"], "unknown flag '--keep'"),
-        (["statepump", "health", "--config", "/x"], "unknown flag '--config'"),
+        (["snapshotter", "--socket", "/x"], "unknown flag '--socket'"),
+        (["statepump", "health", "--partition", "0"], "unknown flag '--partition'"),
         (["statepump", "run", "--socket"], "'--socket' needs a value"),
         (["statepump", "run", "--socket", "--log-level", "INFO"], "'--socket' needs a value"),
         (["snapshotter", "--json=yes"], "takes no value"),
@@ -46,6 +47,9 @@ def test_rejects_what_the_commands_do_not_accept(argv: list[str], expected: str)
 
 
 def test_every_shared_setting_is_a_flag_of_run_and_of_the_snapshotter() -> None:
+    assert {"connection-string", "snapshot-container", "socket", "log-level"} <= SHARED_SETTINGS
     for name in SHARED_SETTINGS:
-        assert problems(["statepump", "run", f"--{name}", "v"], SCRIPTS) == []
-        assert problems(["snapshotter", f"--{name}", "v"], SCRIPTS) == []
+        argv = [f"--{name}"] if name in SWITCHES else [f"--{name}", "v"]
+        assert problems(["statepump", "run", *argv], SCRIPTS) == []
+        if name not in {"socket", "socket-group", "listen", "listen-any"}:  # the query socket is run's alone
+            assert problems(["snapshotter", *argv], SCRIPTS) == []
