@@ -108,7 +108,6 @@ async def _run(settings: Settings) -> int:
             socket_group=settings.socket_group,
         )
         await server.start()
-        log.info("query API on %s", settings.socket_path)
         if emulator is not None:
             _print_embedded_help(settings, emulator.port)
         done = asyncio.ensure_future(stop.wait())
@@ -140,14 +139,29 @@ def _secret(value: str) -> Any:
     return SecretStr(value)
 
 
+def _command_name() -> str:
+    """How to call this statepump again: a path when it is not the one on PATH (e.g. .venv/bin/statepump)."""
+    import shutil
+
+    here = Path(sys.argv[0]) if Path(sys.argv[0]).name == "statepump" else Path(sys.executable).parent / "statepump"
+    on_path = shutil.which("statepump")
+    if on_path and Path(on_path).resolve() == here.resolve():
+        return "statepump"
+    try:
+        return str(here.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(here)
+
+
 def _print_embedded_help(settings: Settings, port: int) -> None:
     sock = settings.socket_path
+    me = _command_name()
     print(
         f"""
 statepump is running on an embedded Event Hubs emulator (127.0.0.1:{port}); its data is under {settings.data_dir}/.
 In another terminal:
-  statepump send '{{"op": "set", "path": "greeting", "value": "hello"}}'
-  statepump query greeting
+  {me} send '{{"op": "set", "path": "greeting", "value": "hello"}}'
+  {me} query greeting
   curl --unix-socket {sock} http://statepump/v1/status
 Stop with Ctrl-C.
 """,

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     reducer: str = Field("config", description="reducer: 'config', 'markup' or module:callable")
 
     # --- snapshots ------------------------------------------------------------------------
-    snapshot_dir: Path | None = Field(None, description="directory of snapshots (default: <data-dir>/snapshots)")
+    snapshot_dir: Path | None = Field(None, description="directory of snapshots (default: <data-dir>)")
     snapshot_container: str | None = Field(None, description="Blob container of snapshots")
     snapshot_prefix: str = Field("snapshots", description="name prefix of snapshots in the directory or container")
     storage_connection_string: SecretStr | None = Field(None, description="Azure Storage connection string")
@@ -205,7 +205,7 @@ class Settings(BaseSettings):
         if self.snapshot_dir is not None:
             return self.snapshot_dir
         if self.snapshot_container is None:
-            return self.data_dir / "snapshots"
+            return self.data_dir  # snapshots then live in <data-dir>/<snapshot-prefix>/...
         return None
 
     def hmac_key(self) -> bytes | None:
