@@ -188,3 +188,12 @@ def test_dockerignore_lets_through_exactly_what_the_build_copies() -> None:
 @pytest.mark.parametrize("instruction", ["ADD", "HEALTHCHECK", "EXPOSE"])
 def test_final_stage_avoids(instruction: str) -> None:
     assert not of(FINAL, instruction)
+
+
+def test_the_root_dockerignore_sends_what_the_per_dockerfile_one_sends() -> None:
+    root = Path(__file__).resolve().parents[2]
+
+    def rules(path: Path) -> list[str]:
+        return [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+    assert rules(root / ".dockerignore") == rules(root / "deploy/docker/Dockerfile.dockerignore")
