@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from snapshotter import retention, target
-from snapshotter.bounded_source import BoundedSource
 from snapshotter.outcome import Deletion, Outcome
 from snapshotter.store_view import StoreView
 from statepump.components import make_hub, make_pump, make_store
@@ -113,7 +112,7 @@ async def _run(
 
     pump = make_pump(
         settings,
-        source=BoundedSource(source, aim),
+        source=source,
         store=StoreView(store, hide=settings.rebuild),
         until=aim,
         **pump_overrides,

@@ -31,7 +31,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -549,13 +549,14 @@ class Pump(Generic[S]):
         assert self.capture is not None
         self._phase = f"catching up from Capture to {step.through}"
         progress = _Progress(self, step.through, "Capture")
-        async for batch in self.capture.read(step.after):
-            if batch and batch[-1].sequence > step.through:
-                batch = [e for e in batch if e.sequence <= step.through]
-            self._apply(batch, "capture")
-            progress.tick()
-            if self.version.sequence >= step.through or self._stopping.is_set():
-                return
+        async with _reading(self.capture.read(step.after)) as batches:
+            async for batch in batches:
+                if batch and batch[-1].sequence > step.through:
+                    batch = [e for e in batch if e.sequence <= step.through]
+                self._apply(batch, "capture")
+                progress.tick()
+                if self.version.sequence >= step.through or self._stopping.is_set():
+                    return
 
     async def _read_hub(self, step: plan.ReadHub, target: int) -> None:
         if step.until is not None:
@@ -566,23 +567,24 @@ class Pump(Generic[S]):
         if self.version.sequence >= target:
             self._become_ready()
         progress = _Progress(self, target, "the hub")
-        async for batch in self.source.read(step.after):
-            if step.until is not None and batch and batch[-1].sequence > step.until:
-                batch = [e for e in batch if e.sequence <= step.until]
-            try:
-                self._apply(batch, self.source.kind)
-            except FoldGap as gap:
-                log.warning("%s; planning again (Capture may hold the missing events)", gap)
-                return
-            if not self._ready:
-                progress.tick()
-                if self.version.sequence >= target:
-                    self._become_ready()
-            self._collector.maybe_collect()
-            if self._stopping.is_set():
-                raise _Stop
-            if step.until is not None and self.version.sequence >= step.until:
-                return  # the loop re-plans and gets Done
+        async with _reading(self.source.read(step.after)) as batches:
+            async for batch in batches:
+                if step.until is not None and batch and batch[-1].sequence > step.until:
+                    batch = [e for e in batch if e.sequence <= step.until]
+                try:
+                    self._apply(batch, self.source.kind)
+                except FoldGap as gap:
+                    log.warning("%s; planning again (Capture may hold the missing events)", gap)
+                    return
+                if not self._ready:
+                    progress.tick()
+                    if self.version.sequence >= target:
+                        self._become_ready()
+                self._collector.maybe_collect()
+                if self._stopping.is_set():
+                    raise _Stop
+                if step.until is not None and self.version.sequence >= step.until:
+                    return  # the loop re-plans and gets Done
 
     def _become_ready(self) -> None:
         self._ready = True
@@ -670,6 +672,22 @@ class Pump(Generic[S]):
                 callback(old, new)
             except Exception:
                 log.exception("a subscriber raised; it stays subscribed")
+
+
+@contextlib.asynccontextmanager
+async def _reading(batches: AsyncIterator[Sequence[Event]]) -> AsyncIterator[AsyncIterator[Sequence[Event]]]:
+    """A source's read, closed as soon as the step that uses it ends.
+
+    A step often stops reading early (target reached, a gap, a poison
+    event); closing the async generator then releases the connection behind
+    it at once instead of whenever the generator is garbage-collected.
+    """
+    try:
+        yield batches
+    finally:
+        aclose = getattr(batches, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class _Stop(Exception):
