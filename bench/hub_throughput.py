@@ -69,12 +69,18 @@ def emulator() -> Iterator[str]:
         process.wait(10)
 
 
-def preload(cs: str, count: int) -> float:
+def bodies(count: int) -> list[bytes]:
+    """``count`` config ``set`` events over 1,000 keys."""
+    return [b'{"op":"set","path":"k%d","value":%d}' % (i % 1000, i) for i in range(count)]
+
+
+def preload(cs: str, bodies: list[bytes]) -> float:
+    """Send ``bodies`` to partition 0 in as few batches as fit; the seconds it took."""
     started = time.perf_counter()
     with EventHubProducerClient.from_connection_string(cs) as producer:
         batch = producer.create_batch(partition_id="0")
-        for i in range(count):
-            event = EventData(b'{"op":"set","path":"k%d","value":%d}' % (i % 1000, i))
+        for body in bodies:
+            event = EventData(body)
             try:
                 batch.add(event)
             except ValueError:
@@ -160,7 +166,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
     with emulator() as cs:
-        took = preload(cs, args.events)
+        took = preload(cs, bodies(args.events))
         print(f"preload: {args.events} events in {took:.1f} s ({args.events / took:,.0f} events/s, sync producer)")
         for prefetch in args.prefetch:
             overall, steady = asyncio.run(catch_up(cs, args.events, prefetch))

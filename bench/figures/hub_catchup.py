@@ -13,10 +13,7 @@ throughput unit, 4,096 events/s (a constant, not measured).
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
-
-from azure.eventhub import EventData, EventHubProducerClient
 
 from bench import dataset
 from bench.figure import Figure, Size, spread
@@ -28,24 +25,8 @@ EGRESS_PER_TU = 4_096
 GOAL = 2 * EGRESS_PER_TU
 
 
-def preload(connection_string: str, bodies: list[bytes]) -> float:
-    started = time.perf_counter()
-    with EventHubProducerClient.from_connection_string(connection_string) as producer:
-        batch = producer.create_batch(partition_id="0")
-        for body in bodies:
-            event = EventData(body)
-            try:
-                batch.add(event)
-            except ValueError:
-                producer.send_batch(batch)
-                batch = producer.create_batch(partition_id="0")
-                batch.add(event)
-        producer.send_batch(batch)
-    return time.perf_counter() - started
-
-
 def run(size: Size) -> Figure:
-    from bench.hub_throughput import emulator
+    from bench.hub_throughput import emulator, preload
 
     count = size.catchup_events
     bodies = dataset.set_bodies(count, size.keys)

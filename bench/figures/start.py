@@ -47,8 +47,7 @@ def run(size: Size) -> Figure:
         import psycopg
     except ImportError:
         raise ServiceUnavailable("figure 1 needs psycopg: pip install -e '.[bench]'") from None
-    from bench.figures.hub_catchup import preload
-    from bench.hub_throughput import emulator
+    from bench.hub_throughput import emulator, preload
 
     n = size.keys
     plain = dataset.config_dict(n)
