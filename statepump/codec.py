@@ -3,7 +3,7 @@
 Layout (all integers big-endian)::
 
     magic      8 bytes   b"STPSNAP\\x00"
-    format     u16       1
+    format     u16       2 (1 is still read)
     meta_len   u32       length of the metadata
     meta       msgpack   map: eventhub, partition, sequence, enqueued_time,
                          reducer, reducer_version, created_at, events_folded,
@@ -16,18 +16,28 @@ The signature covers the metadata, and the metadata holds the payload's
 SHA-256, so one HMAC authenticates the whole file; the checksum alone (no key)
 catches truncation and corruption.
 
-The state is encoded with msgpack: ``PMap`` as a msgpack map and ``PVector``
-as an array (decoded straight back into ``pmap``/``pvector`` by msgpack's hooks,
-which keeps the file exactly as small as msgpack of the equivalent plain
-``dict`` and decodes without a second pass), ``PSet`` as ext type 1. A state
-is pyrsistent throughout, so every map and array in a snapshot is a ``PMap`` or
-a ``PVector``; a plain ``dict`` or ``list`` inside a state comes back frozen.
+The payload is msgpack, every pyrsistent container an ext type whose data is
+the msgpack of its content:
+
+* a map or vector of up to 16 entries (ext 2, 3): the content as a msgpack
+  map or array. Configuration repeats small values, and the decoder builds
+  each distinct encoding once and shares it (``_Decoder``);
+* a larger map (ext 4): an array ``k0, v0, k1, v1, ...`` taken from the
+  bucket vector, built back bucket by bucket (``_build_map``); a larger
+  vector (ext 5): an array; a ``PSet`` (ext 1): an array.
+
+A state is pyrsistent throughout, so a plain ``dict`` or ``list`` inside a
+state comes back frozen. The file is within a few percent of msgpack of the
+equivalent plain ``dict`` (each small container costs 2-3 header bytes) and
+decodes a 1,000,000-key state about twice as fast as format 1, which stored
+plain msgpack maps and arrays and is still read.
 Timestamps are ISO 8601 strings: msgpack's own timestamp type would come
 back naive or as its own class, and these are read by humans in ``inspect``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import struct
@@ -38,16 +48,22 @@ from itertools import chain
 from typing import Any
 
 import msgpack
-from pyrsistent import PMap, PSet, PVector, pmap, pset, pvector
+from pyrsistent import PMap, PSet, PVector, freeze, pmap, pset, pvector
 
 from statepump.errors import SnapshotCorrupt
 
 MAGIC = b"STPSNAP\x00"
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
 CODECS = ("msgpack", "msgpack+zlib")
 _HEAD = struct.Struct(">8sHI")
 _SIG_LEN = struct.Struct(">H")
+# msgpack ext type codes of the payload (format 2).
 _EXT_PSET = 1
+_EXT_SMALL_MAP = 2
+_EXT_SMALL_VECTOR = 3
+_EXT_MAP = 4
+_EXT_VECTOR = 5
 # Metadata is small; a "length" beyond this is corruption, not a big header.
 _MAX_META = 1 << 20
 
@@ -76,9 +92,13 @@ class SnapshotMeta:
 
 def _map_items(m: PMap[Any, Any]) -> dict[Any, Any]:
     # PMap's public iteration goes through Python-level generators; its
-    # bucket vector holds the (key, value) pairs and iterates in C, which
-    # makes encoding a 1,000,000-key map several times faster (bench/figures/snapshot.py).
+    # bucket vector holds the (key, value) pairs and iterates in C.
     return dict(chain.from_iterable(filter(None, m._buckets.tolist())))
+
+
+def _map_flat(m: PMap[Any, Any]) -> list[Any]:
+    """``[k0, v0, k1, v1, ...]`` straight from the bucket vector, in C."""
+    return list(chain.from_iterable(chain.from_iterable(filter(None, m._buckets.tolist()))))
 
 
 # Exact types first: isinstance() against pyrsistent's ABCs costs more than
@@ -86,146 +106,215 @@ def _map_items(m: PMap[Any, Any]) -> dict[Any, Any]:
 _PMAP_TYPE: type = type(pmap())
 _PVECTOR_TYPE: type = type(pvector())
 
+# Maps and vectors of up to this many entries are "small": stored so that the
+# decoder can share equal ones (see the payload format below).
+_SMALL = 16
 
-def _default(obj: object) -> object:
+
+_ext = functools.partial(tuple.__new__, msgpack.ExtType)
+"""``ExtType(code, data)`` without its Python-level argument checks, a third of the cost."""
+
+
+def _plain(obj: object) -> object:
+    """msgpack's ``default`` inside a small container and a set: maps and vectors as plain msgpack."""
     kind = type(obj)
-    if kind is _PMAP_TYPE:
+    if kind is _PMAP_TYPE or (kind is not _PVECTOR_TYPE and isinstance(obj, PMap)):
         return _map_items(obj)  # type: ignore[arg-type]
-    if kind is _PVECTOR_TYPE:
+    if kind is _PVECTOR_TYPE or isinstance(obj, PVector):
         return obj.tolist()  # type: ignore[attr-defined]
-    if isinstance(obj, PMap):
-        return _map_items(obj)
-    if isinstance(obj, PVector):
-        return obj.tolist()
     if isinstance(obj, PSet):
-        return msgpack.ExtType(_EXT_PSET, msgpack.packb(list(obj), default=_default))
+        return _ext((_EXT_PSET, msgpack.packb(list(obj), default=_plain, use_bin_type=True)))
     raise TypeError(f"cannot store a {type(obj).__name__} in a snapshot (state must be pyrsistent and JSON-like)")
 
 
-def _ext_hook(code: int, data: bytes) -> object:
-    if code == _EXT_PSET:
-        return pset(_unpack(data))
-    raise SnapshotCorrupt(f"unknown msgpack ext type {code} in snapshot payload")
+class _Encoder:
+    """msgpack's ``default`` hook for one encode: each container becomes an ext of its packed content.
+
+    Inside a small container, nested containers are plain msgpack maps and
+    arrays (:func:`_plain`): the decoder shares the small one whole, so what is
+    inside it is decoded once per distinct value and needs no ext of its own.
+    A small container met again (the same object, as a decoded state shares
+    them) reuses its ext.
+    """
+
+    def __init__(self) -> None:
+        self.small_packer = msgpack.Packer(default=_plain, use_bin_type=True)
+        self.small: dict[int, msgpack.ExtType] = {}
+
+    def pack(self, value: object) -> bytes:
+        return msgpack.packb(value, default=self.default, use_bin_type=True)  # type: ignore[no-any-return]
+
+    def default(self, obj: object) -> object:
+        kind = type(obj)
+        if kind is _PMAP_TYPE or (kind is not _PVECTOR_TYPE and isinstance(obj, PMap)):
+            if len(obj) > _SMALL:  # type: ignore[arg-type]
+                return _ext((_EXT_MAP, self.pack(_map_flat(obj))))  # type: ignore[arg-type]
+            found = self.small.get(id(obj))
+            if found is None:
+                content = self.small_packer.pack(_map_items(obj))  # type: ignore[arg-type]
+                found = self.small[id(obj)] = _ext((_EXT_SMALL_MAP, content))
+            return found
+        if kind is _PVECTOR_TYPE or isinstance(obj, PVector):
+            if len(obj) > _SMALL:  # type: ignore[arg-type]
+                return _ext((_EXT_VECTOR, self.pack(obj.tolist())))  # type: ignore[attr-defined]
+            found = self.small.get(id(obj))
+            if found is None:
+                content = self.small_packer.pack(obj.tolist())  # type: ignore[attr-defined]
+                found = self.small[id(obj)] = _ext((_EXT_SMALL_VECTOR, content))
+            return found
+        return _plain(obj)  # a set, or the error for a foreign type
 
 
-# Small maps and vectors up to this many entries are shared when equal (below).
-_SHARE_UP_TO = 16
+def _build_map(flat: list[Any]) -> PMap[Any, Any]:
+    """The pmap of a ``[k0, v0, k1, v1, ...]`` array, built bucket by bucket.
 
+    This is what ``pmap(dict)`` does, minus the dict: a msgpack *map* of a
+    million string keys decodes several times slower than the same keys in an
+    array, because msgpack interns every map key and then the dict must be
+    built and walked again. One bucket per key, as ``pmap(d, pre_size=n)``:
+    fewer bucket lists and a smaller vector; PMap grows it when keys are added.
+    A repeated key keeps its last value, as a dict would.
+    """
+    if len(flat) % 2:
+        raise SnapshotCorrupt("a map's key/value array has an odd number of items")
+    n = len(flat) // 2
+    size = max(n, 1)
+    buckets: list[list[tuple[Any, Any]] | None] = [None] * size
+    count = n
+    it = iter(flat)
+    for k in it:
+        v = next(it)
+        i = hash(k) % size
+        bucket = buckets[i]
+        if bucket is None:
+            buckets[i] = [(k, v)]
+            continue
+        for j, (k2, _) in enumerate(bucket):
+            if k2 == k:
+                bucket[j] = (k2, v)
+                count -= 1
+                break
+        else:
+            bucket.append((k, v))
+    return PMap(count, pvector(buckets))  # type: ignore[call-arg]
+
+
+class _Decoder:
+    """The msgpack ext hook of one decode: builds pyrsistent values, sharing equal small ones.
+
+    A state is immutable, so equal sub-values can be one object: configuration
+    repeats the same small objects (``{"enabled": true, "limit": 100}``) across
+    many keys, and each distinct one is then built and held once. A pyrsistent
+    map or vector costs several times a dict or list of the same content,
+    which is what keeps a 1,000,000-key state within twice the memory of the
+    same dict (``bench/figures/memory.py``). Small values are looked up by
+    their encoded bytes: equal bytes are the same value with the same types
+    (``1``, ``1.0`` and ``True`` encode differently, as do ``0.0`` and
+    ``-0.0``), and a repeated one is never decoded again.
+    """
+
+    def __init__(self) -> None:
+        self.shared: tuple[dict[bytes, object], dict[bytes, object]] = ({}, {})
+
+    def unpack(self, data: bytes) -> Any:
+        return msgpack.unpackb(data, ext_hook=self.ext, strict_map_key=False, raw=False, use_list=True)
+
+    def ext(self, code: int, data: bytes) -> object:
+        if code in (_EXT_SMALL_MAP, _EXT_SMALL_VECTOR):
+            shared = self.shared[code == _EXT_SMALL_VECTOR]
+            found = shared.get(data)
+            if found is None:
+                inner = self.unpack(data)
+                if not isinstance(inner, list if code == _EXT_SMALL_VECTOR else dict):
+                    raise SnapshotCorrupt(f"ext type {code} in the snapshot payload holds a {type(inner).__name__}")
+                found = shared[data] = freeze(inner)
+            return found
+        if code == _EXT_MAP:
+            return _build_map(self._array(data, "map"))
+        if code == _EXT_VECTOR:
+            return pvector(self._array(data, "vector"))
+        if code == _EXT_PSET:
+            return pset(freeze(self._array(data, "set")))  # its content is plain (see _plain)
+        raise SnapshotCorrupt(f"unknown msgpack ext type {code} in snapshot payload")
+
+    def _array(self, data: bytes, what: str) -> list[Any]:
+        inner = self.unpack(data)
+        if not isinstance(inner, list):
+            raise SnapshotCorrupt(f"a {what} in the snapshot payload is not a msgpack array")
+        return inner
+
+
+def encode_state(state: object) -> bytes:
+    """The msgpack payload for a pyrsistent state (uncompressed).
+
+    >>> decode_state(encode_state(pmap({"a": pvector([1, 2])})))
+    pmap({'a': pvector([1, 2])})
+    """
+    return _Encoder().pack(state)
+
+
+def decode_state(payload: bytes, *, fmt: int = FORMAT) -> Any:
+    """The inverse of :func:`encode_state` (or of format ``fmt``'s encoder).
+
+    Raises :class:`SnapshotCorrupt` on any malformed payload.
+    """
+    try:
+        if fmt == 1:
+            return _unpack_format_1(payload)
+        return _Decoder().unpack(payload)
+    except SnapshotCorrupt:
+        raise
+    except Exception as exc:  # msgpack raises many types for malformed input
+        raise SnapshotCorrupt(f"snapshot payload does not decode: {type(exc).__name__}: {exc}") from None
+
+
+# --- format 1 (statepump 0.1), read so that an upgrade can start from an older snapshot ---
+# Maps were msgpack maps and vectors msgpack arrays, rebuilt by hooks that
+# shared equal small ones by a typed key.
 
 # Types whose == is exact within the type (unlike float's 0.0 == -0.0).
 _PLAIN = frozenset({str, int, bool, type(None), bytes})
 
 
 def _atom(value: object) -> object:
-    """A key for ``value`` that equals another's only if the two are interchangeable.
-
-    ``1 == 1.0 == True`` and ``0.0 == -0.0``, so the type is part of the key
-    and floats compare by their exact bits. Containers were already made
-    canonical by this decode, so their identity stands for their content.
-    """
     kind = value.__class__
     if kind is float:
         return (kind, value.hex())  # type: ignore[attr-defined]
     if kind is _PMAP_TYPE or kind is _PVECTOR_TYPE or isinstance(value, PSet):
-        return (kind, id(value))
+        return (kind, id(value))  # containers are already canonical: identity stands for content
     return (kind, value)
 
 
-class _Sharing:
-    """msgpack hooks that build each distinct small map or vector once per decode.
+def _unpack_format_1(payload: bytes) -> Any:
+    maps: dict[tuple[object, ...], PMap[Any, Any]] = {}
+    vectors: dict[tuple[object, ...], PVector[Any]] = {}
 
-    A state is immutable, so equal sub-values can be one object: configuration
-    repeats the same small objects (``{"enabled": true, "limit": 100}``) across
-    many keys, and each distinct one is then held once. A pyrsistent map or
-    vector costs several times a dict or list of the same content (each
-    vector has a 32-slot node), which is what keeps a 1,000,000-key state
-    within twice the memory of the same dict (``bench/figures/memory.py``).
-    Big containers are not looked up: they are rarely repeated.
-    """
-
-    def __init__(self) -> None:
-        self.maps: dict[tuple[object, ...], PMap[Any, Any]] = {}
-        self.vectors: dict[tuple[object, ...], PVector[Any]] = {}
-
-    def map(self, d: dict[Any, Any]) -> PMap[Any, Any]:
-        n = len(d)
-        if n > _SHARE_UP_TO:
-            # A bucket per key rather than pmap()'s two: fewer bucket lists and a
-            # smaller vector; PMap grows it when keys are added.
-            return pmap(d, pre_size=n)
-        # _atom() inlined for the usual str/int/bool/None: this runs for every small map.
-        key = tuple(
-            [
-                (
-                    k.__class__,
-                    k if k.__class__ in _PLAIN else _atom(k),
-                    v.__class__,
-                    v if v.__class__ in _PLAIN else _atom(v),
-                )
-                for k, v in d.items()
-            ]
-        )
-        found = self.maps.get(key)
+    def on_map(d: dict[Any, Any]) -> PMap[Any, Any]:
+        if len(d) > _SMALL:
+            return pmap(d, pre_size=len(d))
+        key = tuple((k.__class__, _atom(k), v.__class__, _atom(v)) for k, v in d.items())
+        found = maps.get(key)
         if found is None:
-            found = self.maps[key] = pmap(d, pre_size=max(n, 1))
+            found = maps[key] = pmap(d, pre_size=max(len(d), 1))
         return found
 
-    def vector(self, items: list[Any]) -> PVector[Any]:
-        if len(items) > _SHARE_UP_TO:
+    def on_list(items: list[Any]) -> PVector[Any]:
+        if len(items) > _SMALL:
             return pvector(items)
-        key = tuple([(v.__class__, v if v.__class__ in _PLAIN else _atom(v)) for v in items])
-        found = self.vectors.get(key)
+        key = tuple((v.__class__, _atom(v)) for v in items)
+        found = vectors.get(key)
         if found is None:
-            found = self.vectors[key] = pvector(items)
+            found = vectors[key] = pvector(items)
         return found
 
+    def on_ext(code: int, data: bytes) -> object:
+        if code == _EXT_PSET:
+            return pset(_unpack_format_1(data))
+        raise SnapshotCorrupt(f"unknown msgpack ext type {code} in snapshot payload")
 
-def _unpack(data: bytes) -> Any:
-    sharing = _Sharing()
     return msgpack.unpackb(
-        data,
-        object_hook=sharing.map,
-        list_hook=sharing.vector,
-        ext_hook=_ext_hook,
-        strict_map_key=False,
-        raw=False,
+        payload, object_hook=on_map, list_hook=on_list, ext_hook=on_ext, strict_map_key=False, raw=False
     )
-
-
-def encode_state(state: object) -> bytes:
-    """The msgpack payload for a pyrsistent state (uncompressed).
-
-    >>> encode_state(pmap({"a": 1})) == msgpack.packb({"a": 1})
-    True
-    """
-    if isinstance(state, PMap) and len(state) >= _FLAT_FROM:
-        return _encode_large_map(state)
-    return msgpack.packb(state, default=_default, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-# A msgpack map is its header followed by key, value, key, value... So a big
-# top-level map is packed as one flat array of its keys and values, with the
-# array header swapped for a map header: the pairs go from the bucket vector
-# to msgpack in C, without the intermediate dict (1.2× to 1.3× less CPU for
-# 1,000,000 keys in bench/figures/snapshot.py). The bytes are identical.
-_FLAT_FROM = 1024
-
-
-def _encode_large_map(state: PMap[Any, Any]) -> bytes:
-    flat = list(chain.from_iterable(chain.from_iterable(filter(None, state._buckets.tolist()))))
-    body: bytes = msgpack.packb(flat, default=_default, use_bin_type=True)
-    array_header = len(msgpack.Packer().pack_array_header(len(flat)))
-    return msgpack.Packer().pack_map_header(len(flat) // 2) + body[array_header:]  # type: ignore[no-any-return]
-
-
-def decode_state(payload: bytes) -> Any:
-    """The inverse of :func:`encode_state`. Raises :class:`SnapshotCorrupt` on any malformed payload."""
-    try:
-        return _unpack(payload)
-    except SnapshotCorrupt:
-        raise
-    except Exception as exc:  # msgpack raises many types for malformed input
-        raise SnapshotCorrupt(f"snapshot payload does not decode: {type(exc).__name__}: {exc}") from None
 
 
 def _meta_to_wire(meta: SnapshotMeta) -> dict[str, Any]:
@@ -320,8 +409,11 @@ def _split(data: bytes | memoryview) -> tuple[bytes, SnapshotMeta, bytes, memory
     magic, fmt, meta_len = _HEAD.unpack_from(view)
     if magic != MAGIC:
         raise SnapshotCorrupt("not a statepump snapshot (bad magic bytes)")
-    if fmt != FORMAT:
-        raise SnapshotCorrupt(f"snapshot format {fmt} is not supported (this statepump reads format {FORMAT})")
+    if fmt not in READABLE_FORMATS:
+        raise SnapshotCorrupt(
+            f"snapshot format {fmt} is not supported (this statepump reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))})"
+        )
     if meta_len > _MAX_META or _HEAD.size + meta_len + _SIG_LEN.size > len(view):
         raise SnapshotCorrupt("snapshot is truncated inside its metadata")
     head_end = _HEAD.size + meta_len
@@ -370,4 +462,4 @@ def decode(data: bytes | memoryview, *, hmac_key: bytes | None = None) -> tuple[
             raw = zlib.decompress(raw)
         except zlib.error as exc:
             raise SnapshotCorrupt(f"snapshot payload does not decompress: {exc}") from None
-    return meta, decode_state(raw)
+    return meta, decode_state(raw, fmt=_HEAD.unpack_from(head)[1])
