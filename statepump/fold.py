@@ -33,7 +33,7 @@ from typing import Generic, Literal, TypeVar
 
 from statepump.errors import SequenceGapError
 from statepump.events import Event, Version
-from statepump.reducers import Reducer
+from statepump.reducers import Reducer, Transient
 
 S = TypeVar("S")
 
@@ -92,6 +92,8 @@ def fold(
     >>> (r.version.sequence, r.applied, r.duplicates, dict(r.version.state))
     (0, 1, 1, {'a': 1})
     """
+    if reducer.batch is not None:
+        return _fold_transient(version, events, reducer.batch(version.state), applied_at, policy)
     state = version.state
     last = version.sequence
     last_time = version.enqueued_time
@@ -114,6 +116,51 @@ def fold(
             raise FoldGap(last + 1, n, result())  # type: ignore[arg-type]
         try:
             state = reducer.apply(state, event)
+        except Exception as exc:  # any reducer failure is a poison event, by design
+            poisoned = Poisoned.of(event, exc)
+            if policy == "stop":
+                return result(poisoned)
+            skipped.append(poisoned)
+        else:
+            applied += 1
+        last, last_time = n, event.enqueued_time
+    return result()
+
+
+def _fold_transient(
+    version: Version[S],
+    events: Iterable[Event],
+    transient: Transient[S],
+    applied_at: datetime,
+    policy: PoisonPolicy,
+) -> FoldResult[S]:
+    """:func:`fold` through a reducer's :class:`~statepump.reducers.Transient`: the same rules, one state per batch.
+
+    A transient's ``apply`` leaves it unchanged when it raises, so the state
+    before a poison event is still what ``result()`` returns.
+    """
+    last = version.sequence
+    last_time = version.enqueued_time
+    applied = duplicates = 0
+    skipped: list[Poisoned] = []
+    apply = transient.apply
+
+    def result(stopped: Poisoned | None = None) -> FoldResult[S]:
+        if last == version.sequence:
+            new = version  # nothing moved: keep the identical object, readers compare by identity
+        else:
+            new = Version(transient.result(), last, last_time, version.partition, applied_at)
+        return FoldResult(new, applied, duplicates, tuple(skipped), stopped)
+
+    for event in events:
+        n = event.sequence
+        if n <= last:
+            duplicates += 1
+            continue
+        if n != last + 1:
+            raise FoldGap(last + 1, n, result())  # type: ignore[arg-type]
+        try:
+            apply(event)
         except Exception as exc:  # any reducer failure is a poison event, by design
             poisoned = Poisoned.of(event, exc)
             if policy == "stop":

@@ -34,10 +34,10 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
-from pyrsistent import PMap, PVector, freeze, pmap
+from pyrsistent import PMap, PVector, freeze, pmap, pvector
 
 from statepump.errors import ConfigError
 from statepump.events import Event
@@ -47,9 +47,39 @@ S = TypeVar("S")
 Path = tuple[str | int, ...]
 
 
+S_co = TypeVar("S_co", covariant=True)
+
+
+class Transient(Protocol[S_co]):
+    """A state being changed in place by one batch of events, then frozen once.
+
+    :func:`statepump.fold.fold` publishes one version per batch, so the
+    immutable state between two events of a batch is never seen by anyone; a
+    transient lets a reducer skip building it. The contract, which the fold's
+    duplicate/gap/poison rules rely on:
+
+    * ``apply(event)`` either applies the whole event or raises and leaves
+      the transient as it was (a poison event changes nothing);
+    * ``result()`` returns the immutable state after every event applied so
+      far (the very state it started from if none changed it) and may be
+      followed by more ``apply`` calls;
+    * folding a batch through it gives a state equal to applying
+      ``Reducer.apply`` event by event.
+    """
+
+    def apply(self, event: Event) -> None: ...
+
+    def result(self) -> S_co: ...
+
+
 @dataclass(frozen=True)
 class Reducer(Generic[S]):
     """A named, versioned fold function and the state it starts from.
+
+    ``batch``, when given, makes a :class:`Transient` over a state so that
+    :func:`statepump.fold.fold` can apply a batch of events without building
+    an immutable state per event; reducers without it are applied one event
+    at a time.
 
     >>> from pyrsistent import pmap
     >>> count = Reducer("count", 1, lambda s, e: s.set("n", s.get("n", 0) + 1), pmap())
@@ -61,6 +91,7 @@ class Reducer(Generic[S]):
     version: int
     apply: Callable[[S, Event], S] = field(repr=False)
     initial: S = field(repr=False)
+    batch: Callable[[S], Transient[S]] | None = field(default=None, repr=False, compare=False)
 
     def __call__(self, state: S, event: Event) -> S:
         return self.apply(state, event)
@@ -201,9 +232,42 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _freeze(value: object) -> object:
-    # freeze() walks its argument through several isinstance checks against
-    # ABCs; most config values are scalars that it would return unchanged.
-    return value if type(value) in _SCALARS else freeze(value)
+    """``pyrsistent.freeze(value)`` for a decoded JSON value, in a fraction of its time.
+
+    freeze() walks every node through several isinstance checks against ABCs;
+    JSON gives only dicts, lists and scalars, whose exact types are checked
+    here. Anything else still goes through freeze().
+
+    >>> _freeze({"a": [1, {"b": None}]}) == freeze({"a": [1, {"b": None}]})
+    True
+    """
+    if type(value) in _SCALARS:
+        return value
+    if type(value) is dict:
+        return _small_pmap({k: _freeze(v) for k, v in value.items()})
+    if type(value) is list:
+        return pvector([_freeze(v) for v in value])
+    return freeze(value)
+
+
+def _small_pmap(d: dict[Any, Any]) -> PMap[Any, Any]:
+    """``pmap(d)``: the same buckets in the same order, without its general-purpose checks.
+
+    >>> _small_pmap({"a": 1, "b": 2}) == pmap({"a": 1, "b": 2})
+    True
+    """
+    if not d:
+        return pmap()
+    width = 2 * len(d)  # as pmap() sizes a map made from a dict
+    table: list[Any] = [None] * width
+    for kv in d.items():
+        index = hash(kv[0]) % width
+        bucket = table[index]
+        if bucket:
+            bucket.append(kv)
+        else:
+            table[index] = [kv]
+    return PMap(len(d), pvector(table))  # type: ignore[call-arg]
 
 
 def _delete_in(node: object, path: Path, full: Path) -> object:
@@ -283,7 +347,7 @@ def _loads(body: bytes) -> Any:
     >>> _loads(b'{"big": 123456789012345678901234567890}')["big"]
     123456789012345678901234567890
     """
-    if _LONG_DIGITS.search(body) is None:
+    if not _may_hold_long_integer(body):
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -294,6 +358,17 @@ def _loads(body: bytes) -> Any:
 # orjson turns integers beyond 64 bits into floats instead of refusing them;
 # a body with 19 digits in a row anywhere goes to json (slower, exact).
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_DIGITS = b"0123456789"
+
+
+def _may_hold_long_integer(body: bytes) -> bool:
+    """True if ``body`` has 19 digits in a row (an integer orjson might read as a float).
+
+    >>> _may_hold_long_integer(b'{"a": 1234567890123456789}'), _may_hold_long_integer(b'{"a": 1.5}')
+    (True, False)
+    """
+    # Counting the digits is a fraction of the regex's time, and fewer than 19 cannot make a run of 19.
+    return len(body) - len(body.translate(None, _DIGITS)) >= 19 and _LONG_DIGITS.search(body) is not None
 
 
 def decode_body(body: bytes) -> list[Mapping[str, Any]]:
@@ -335,7 +410,151 @@ def _config(state: PMap[Any, Any], event: Event) -> PMap[Any, Any]:
     return state
 
 
-config: Reducer[PMap[Any, Any]] = Reducer("config", 1, _config, pmap())
+_EXACT_FROM_ORJSON = frozenset({str, int, bool, type(None)})
+
+
+class _Deleted:
+    """The pending value of a top-level key deleted in the current batch."""
+
+    __slots__ = ()
+
+
+_DELETED = _Deleted()
+
+
+class _ConfigTransient:
+    """The ``config`` reducer's :class:`Transient`: top-level ``set``/``delete`` as dict assignments.
+
+    The common event, one ``set`` or ``delete`` of a top-level key, only
+    records the key's new value (or :data:`_DELETED`) in ``pending``; the
+    map is built once, by :meth:`result`. Any other event (a nested path, an
+    ``ops`` list, a merge) first materialises ``pending`` and then goes
+    through :func:`apply_op`, whose immutable updates make it all or nothing.
+
+    >>> from datetime import datetime, timezone
+    >>> now = datetime.now(timezone.utc)
+    >>> t = _ConfigTransient(pmap({"a": 1}))
+    >>> t.apply(Event("0", 0, "0", now, None, {}, b'{"op": "set", "path": "b", "value": 2}'))
+    >>> t.apply(Event("0", 1, "1", now, None, {}, b'{"op": "delete", "path": "a"}'))
+    >>> t.result() == pmap({"b": 2})
+    True
+    """
+
+    __slots__ = ("_base", "_fast", "_pending")
+
+    def __init__(self, state: PMap[Any, Any]) -> None:
+        self._base = state
+        self._pending: dict[Any, Any] = {}
+        # A PMap subclass may override set/remove: it gets the general path only.
+        self._fast = type(state) is _PMAP_TYPE
+
+    def apply(self, event: Event) -> None:
+        body = event.body
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            doc = None  # json may still read it, or explain why not: the general path below
+        if type(doc) is dict and self._fast and "ops" not in doc:
+            path = doc.get("path")
+            if type(path) is str and path and "/" not in path:
+                kind = doc.get("op")
+                if kind == "set":
+                    if "value" in doc:
+                        value = doc["value"]
+                        # orjson reads an integer beyond 64 bits as a float: only a value
+                        # that may hold a float needs the check _loads makes for every body.
+                        if type(value) in _EXACT_FROM_ORJSON or not _may_hold_long_integer(body):
+                            self._pending[path] = _freeze(value)
+                            return
+                elif kind == "delete":
+                    self._pending[path] = _DELETED
+                    return
+        ops = decode_body(body)
+        state = self.result()
+        for op in ops:
+            state = apply_op(state, op)  # raises before self._base changes: all or nothing
+        self._base = state
+        self._fast = type(state) is _PMAP_TYPE
+
+    def result(self) -> PMap[Any, Any]:
+        if self._pending:
+            self._base = _map_update(self._base, self._pending)
+            self._pending = {}
+        return self._base
+
+
+def _map_update(node: PMap[Any, Any], changes: Mapping[Any, Any]) -> PMap[Any, Any]:
+    """``node`` with each key of ``changes`` set to its value, or removed where the value is :data:`_DELETED`.
+
+    One pass for the whole batch: each touched bucket is copied once, and the
+    bucket vector is updated through one evolver (a few C node copies per
+    touched bucket, shared between keys near each other) instead of a path
+    copy and a new map per key. When the map outgrows its bucket vector (the
+    load at which ``PMap.set`` reallocates), the buckets are redistributed
+    into a vector twice as long, as ``PMap``'s own reallocation does, with the
+    changes applied on the way.
+
+    >>> _map_update(pmap({"a": 1, "b": 2}), {"a": 3, "b": _DELETED, "c": 4}) == pmap({"a": 3, "c": 4})
+    True
+    """
+    buckets = node._buckets
+    width = len(buckets)
+    size = node._size
+    touched: dict[int, list[tuple[Any, Any]]] = {}
+    for key, value in changes.items():
+        index = hash(key) % width
+        bucket = touched.get(index)
+        if bucket is None:
+            old = buckets[index]
+            bucket = touched[index] = list(old) if old else []
+        for i, (k, v) in enumerate(bucket):
+            if k == key:
+                if value is _DELETED:
+                    del bucket[i]
+                    size -= 1
+                elif v is not value:
+                    bucket[i] = (k, value)
+                break
+        else:
+            if value is not _DELETED:
+                bucket.insert(0, (key, value))  # PMap.set puts a new key first in its bucket
+                size += 1
+    if width >= 0.67 * size:
+        evolver = buckets.evolver()
+        for index, bucket in touched.items():
+            evolver[index] = bucket or None  # PMap.remove leaves None where a bucket empties
+        return PMap(size, evolver.persistent())  # type: ignore[call-arg]
+    new_width = 2 * width
+    while new_width < 0.67 * size:
+        new_width *= 2
+    table: list[Any] = [None] * new_width
+    # Python-level loops and C calls of bounded size, not one tolist()/pvector() over
+    # the whole table: a reader thread waits for the GIL no longer than one chunk.
+    for index, bucket in enumerate(buckets):
+        if bucket and index not in touched:
+            _redistribute(bucket, table, new_width)
+    for bucket in touched.values():
+        _redistribute(bucket, table, new_width)
+    evolver = pvector().evolver()
+    for start in range(0, new_width, _CHUNK):
+        evolver.extend(table[start : start + _CHUNK])
+    return PMap(size, evolver.persistent())  # type: ignore[call-arg]
+
+
+_CHUNK = 1 << 15  # about 3 ms of pvector building
+
+
+def _redistribute(bucket: list[tuple[Any, Any]], table: list[Any], width: int) -> None:
+    for kv in bucket:
+        index = hash(kv[0]) % width
+        into = table[index]
+        if into:
+            into.append(kv)
+        else:
+            table[index] = [kv]
+
+
+config: Reducer[PMap[Any, Any]] = Reducer("config", 1, _config, pmap(), _ConfigTransient)
 
 
 # --- the markup example --------------------------------------------------------

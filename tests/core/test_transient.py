@@ -1,0 +1,286 @@
+"""The fold through the ``config`` reducer's batch hook equals the fold one immutable update per event.
+
+``fold()`` uses ``Reducer.batch`` when a reducer has one; these tests hold it
+to the per-event fold (the same reducer without the hook) on everything the
+fold promises: the state, the position, the counts, the poison events and
+their messages, gaps, and the identical ``Version`` object when nothing moved.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyrsistent import PMap, freeze, pmap
+
+from statepump.events import Event, Version
+from statepump.fold import FoldGap, FoldResult, PoisonPolicy, fold
+from statepump.reducers import (
+    _DELETED,
+    OperationError,
+    Reducer,
+    _ConfigTransient,
+    _freeze,
+    _map_update,
+    _small_pmap,
+    config,
+)
+from tests.core.strategies import T0, event, events_from, json_values
+
+ONE_AT_A_TIME: Reducer[Any] = Reducer(config.name, config.version, config.apply, config.initial)
+START: Version[Any] = Version(config.initial, -1, None, "0")
+
+# Enough top-level names that one batch can outgrow a small map's bucket vector.
+top_keys = st.one_of(st.sampled_from(["a", "b", "c"]), st.integers(0, 60).map(lambda i: f"k{i}"))
+paths = st.one_of(
+    top_keys,
+    top_keys.map(lambda k: [k]),  # a list path: the general path, same key
+    st.sampled_from(["a/x", "b/y/z", "k1/x", "/a", "a/", ""]),
+    st.lists(st.one_of(st.sampled_from(["a", "k2", "x"]), st.integers(0, 2)), max_size=3),
+)
+
+
+def _op(kind: str, path: object, value: Any) -> dict[str, Any]:
+    if kind == "delete":
+        return {"op": "delete", "path": path}
+    if kind == "merge":
+        return {"op": "merge", "path": path, "value": {"m": value}}
+    if kind == "bad":
+        return {"op": "frobnicate", "path": path}
+    return {"op": "set", "path": path, "value": value}
+
+
+ops = st.builds(_op, st.sampled_from(["set", "set", "set", "delete", "delete", "merge", "bad"]), paths, json_values)
+poison = st.sampled_from(
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"op": "set", "path": "a"}',
+        b'{"op": "set", "path": 3, "value": 1}',
+        b'{"ops": []}',
+        b'{"op": "delete"}',
+        b'{"op": "set", "path": "a/b/c", "value": 1}',  # poison when "a" holds a scalar
+        b"\xff\xfe",
+    ]
+)
+bodies = st.one_of(
+    ops.map(lambda o: json.dumps(o).encode()),
+    ops.map(lambda o: json.dumps(o).encode()),
+    st.lists(ops, min_size=1, max_size=3).map(lambda os: json.dumps({"ops": os}).encode()),
+    poison,
+    st.builds(
+        lambda k, n: json.dumps({"op": "set", "path": k, "value": n}).encode(),
+        top_keys,
+        st.one_of(st.integers(-(2**70), 2**70), st.floats(allow_nan=False)),
+    ),
+)
+initial_states = st.dictionaries(top_keys, json_values, max_size=20).map(freeze)
+
+
+def _fold_each(version: Version[Any], events: list[Event], policy: PoisonPolicy) -> FoldResult[Any]:
+    """What fold() promises, computed one event at a time through the per-event reducer."""
+    applied = duplicates = 0
+    skipped: list[Any] = []
+    for e in events:
+        try:
+            r = fold(version, [e], ONE_AT_A_TIME, applied_at=T0, policy=policy)
+        except FoldGap as gap:
+            partial = FoldResult(version, applied, duplicates, tuple(skipped))
+            raise FoldGap(gap.expected, gap.got, partial) from None  # type: ignore[arg-type]
+        applied += r.applied
+        duplicates += r.duplicates
+        skipped += r.skipped
+        if r.stopped is not None:
+            return FoldResult(version, applied, duplicates, tuple(skipped), r.stopped)
+        version = r.version
+    return FoldResult(version, applied, duplicates, tuple(skipped))
+
+
+def _same(batched: FoldResult[Any], each: FoldResult[Any], start: Version[Any]) -> None:
+    assert batched.version.state == each.version.state
+    assert batched.version.sequence == each.version.sequence
+    assert batched.version.enqueued_time == each.version.enqueued_time
+    assert (batched.applied, batched.duplicates) == (each.applied, each.duplicates)
+    assert [(p.event.sequence, p.error) for p in batched.skipped] == [(p.event.sequence, p.error) for p in each.skipped]
+    assert (batched.stopped is None) == (each.stopped is None)
+    if batched.stopped is not None and each.stopped is not None:
+        assert batched.stopped.event.sequence == each.stopped.event.sequence
+        assert batched.stopped.error == each.stopped.error
+    assert (batched.version is start) == (each.version.sequence == start.sequence)
+    _check_map(batched.version.state)
+
+
+def _check_map(state: PMap[Any, Any]) -> None:
+    """The invariants pyrsistent's own operations keep, checked on the internals the fast paths write."""
+    buckets = state._buckets
+    seen = []
+    for index, bucket in enumerate(buckets):
+        for k, _v in bucket or ():
+            assert hash(k) % len(buckets) == index
+            seen.append(k)
+    assert len(seen) == len(set(seen)) == len(state)
+    assert len(buckets) >= 0.67 * (len(state) - 1)  # never fuller than PMap.set lets a map get
+
+
+def _with_redeliveries(events: list[Event], data: st.DataObject) -> list[Event]:
+    """The events with some re-delivered (duplicates) and maybe one hole (a gap)."""
+    out: list[Event] = []
+    for e in events:
+        out.append(e)
+        if out and data.draw(st.integers(0, 9)) == 0:
+            out.extend(events[data.draw(st.integers(0, events.index(e))) : events.index(e) + 1])
+    make_a_hole: bool = data.draw(st.booleans())
+    if out and make_a_hole:
+        del out[data.draw(st.integers(0, len(out) - 1))]
+    return out
+
+
+@given(initial_states, st.lists(bodies, max_size=60), st.sampled_from(["stop", "skip"]), st.data())
+@settings(max_examples=400, deadline=None)
+def test_the_batched_fold_equals_the_fold_one_event_at_a_time(
+    initial: PMap[str, Any], body_list: list[bytes], policy: PoisonPolicy, data: st.DataObject
+) -> None:
+    start: Version[Any] = Version(initial, -1, None, "0")
+    events = _with_redeliveries(events_from(body_list), data)
+    gap: FoldGap | None = None
+    try:
+        each = _fold_each(start, events, policy)
+    except FoldGap as raised:
+        gap = raised
+    if gap is None:
+        _same(fold(start, events, config, applied_at=T0, policy=policy), each, start)
+        return
+    with pytest.raises(FoldGap) as info:
+        fold(start, events, config, applied_at=T0, policy=policy)
+    assert (info.value.expected, info.value.got) == (gap.expected, gap.got)
+    _same(info.value.result, gap.result, start)
+
+
+def test_poison_inside_an_ops_list_mid_batch_keeps_what_came_before() -> None:
+    events = events_from(
+        [
+            b'{"op": "set", "path": "a", "value": 1}',
+            b'{"op": "delete", "path": "z"}',
+            json.dumps({"ops": [{"op": "set", "path": "b", "value": 2}, {"op": "frobnicate", "path": "c"}]}).encode(),
+            b'{"op": "set", "path": "d", "value": 4}',
+        ]
+    )
+    start: Version[Any] = Version(pmap({"z": 0}), -1, None, "0")
+    stopped = fold(start, events, config, applied_at=T0, policy="stop")
+    assert stopped.version.sequence == 1
+    assert stopped.version.state == pmap({"a": 1})  # "b" from the failed ops list is not there
+    assert stopped.stopped is not None and "unknown op 'frobnicate'" in stopped.stopped.error
+    skipped = fold(start, events, config, applied_at=T0, policy="skip")
+    assert skipped.version.sequence == 3
+    assert skipped.version.state == pmap({"a": 1, "d": 4})
+    assert [p.event.sequence for p in skipped.skipped] == [2]
+
+
+def test_a_key_set_then_deleted_then_set_again_in_one_batch() -> None:
+    bodies = [
+        b'{"op": "set", "path": "k", "value": 1}',
+        b'{"op": "delete", "path": "k"}',
+        b'{"op": "set", "path": "j", "value": 2}',
+        b'{"op": "set", "path": "k", "value": 3}',
+        b'{"op": "delete", "path": "j"}',
+    ]
+    result = fold(START, events_from(bodies), config, applied_at=T0)
+    assert result.version.state == pmap({"k": 3})
+    _check_map(result.version.state)
+    existing: Version[Any] = Version(pmap({"k": 0, "j": 0}), -1, None, "0")
+    again = fold(existing, events_from(bodies), config, applied_at=T0)
+    assert again.version.state == pmap({"k": 3})
+    _check_map(again.version.state)
+
+
+def test_a_batch_that_outgrows_the_bucket_vector_keeps_every_key() -> None:
+    bodies = [json.dumps({"op": "set", "path": f"key-{i}", "value": i}).encode() for i in range(5_000)]
+    start: Version[Any] = Version(pmap({"key-0": "old", "other": 1}), -1, None, "0")
+    result = fold(start, events_from(bodies), config, applied_at=T0)
+    state = result.version.state
+    assert dict(state) == {"other": 1, **{f"key-{i}": i for i in range(5_000)}}
+    assert len(state._buckets) > len(start.state._buckets)
+    _check_map(state)
+    assert start.state == pmap({"key-0": "old", "other": 1})  # the map folded from is untouched
+
+
+def test_a_gap_mid_batch_carries_the_events_before_it() -> None:
+    events = [event(0, b'{"op":"set","path":"a","value":1}'), event(1, b'{"op":"delete","path":"a"}')]
+    events += [event(2, b'{"op":"set","path":"b","value":2}'), event(7, b'{"op":"set","path":"c","value":3}')]
+    with pytest.raises(FoldGap) as info:
+        fold(START, events, config, applied_at=T0)
+    assert info.value.result.version.sequence == 2
+    assert info.value.result.version.state == pmap({"b": 2})
+
+
+def test_nothing_moved_keeps_the_identical_version_and_poison_only_keeps_the_identical_state() -> None:
+    first = fold(START, events_from([b'{"op":"set","path":"a","value":1}']), config, applied_at=T0)
+    again = fold(first.version, events_from([b'{"op":"set","path":"a","value":9}']), config, applied_at=T0)
+    assert again.version is first.version and again.duplicates == 1
+    poisoned = fold(first.version, [event(1, b"not json"), event(2, b"{}")], config, applied_at=T0, policy="skip")
+    assert poisoned.version.sequence == 2
+    assert poisoned.version.state is first.version.state
+
+
+def test_a_failed_apply_leaves_the_transient_as_it_was() -> None:
+    t = _ConfigTransient(pmap({"a": 1}))
+    t.apply(event(0, b'{"op": "set", "path": "b", "value": 2}'))
+    with pytest.raises(OperationError, match="cannot descend into int"):
+        t.apply(event(1, b'{"op": "set", "path": "b/c", "value": 3}'))
+    with pytest.raises(OperationError, match="an operation must be a JSON object"):
+        t.apply(event(1, b'{"ops": [{"op": "set", "path": "c", "value": 3}, 1]}'))
+    assert t.result() == pmap({"a": 1, "b": 2})
+    t.apply(event(1, b'{"op": "set", "path": "c", "value": 3}'))
+    assert t.result() == pmap({"a": 1, "b": 2, "c": 3})
+
+
+def test_integers_beyond_64_bits_stay_exact_on_the_fast_path() -> None:
+    big = 2**70 + 1
+    bodies = [
+        json.dumps({"op": "set", "path": "a", "value": big}).encode(),
+        json.dumps({"op": "set", "path": "b", "value": {"n": [big]}}).encode(),
+        json.dumps({"op": "set", "path": "c", "value": 1.5, "note": big}).encode(),
+    ]
+    state = fold(START, events_from(bodies), config, applied_at=T0).version.state
+    assert state["a"] == big and type(state["a"]) is int
+    assert state["b"]["n"][0] == big
+    assert state["c"] == 1.5
+
+
+changes = st.dictionaries(
+    st.one_of(st.integers(-40, 40), st.sampled_from(["a", "b", "tenant-1:x", ""])),
+    st.one_of(st.integers(), st.none(), st.just(_DELETED)),
+    max_size=120,
+)
+
+
+@given(st.dictionaries(st.one_of(st.integers(-40, 40), st.text(max_size=3)), st.integers(), max_size=60), changes)
+@settings(max_examples=400, deadline=None)
+def test_the_bulk_map_update_equals_pmap_set_and_discard(initial: dict[Any, Any], change: dict[Any, Any]) -> None:
+    # Small integers hash to themselves: buckets collide and the vector must grow.
+    slow = before = pmap(initial)
+    for k, v in change.items():
+        slow = slow.discard(k) if v is _DELETED else slow.set(k, v)
+    fast = _map_update(before, change)
+    assert fast == slow
+    assert dict(fast.items()) == dict(slow.items())
+    assert before == pmap(initial)
+    _check_map(fast)
+
+
+@given(json_values)
+@settings(max_examples=300, deadline=None)
+def test_the_json_freeze_equals_pyrsistent_freeze(value: Any) -> None:
+    assert _freeze(value) == freeze(value)
+    assert type(_freeze(value)) is type(freeze(value))
+
+
+@given(st.dictionaries(st.one_of(st.text(max_size=3), st.integers(-20, 20)), st.integers(), max_size=20))
+def test_small_pmap_builds_the_same_map_as_pmap(d: dict[Any, Any]) -> None:
+    fast, slow = _small_pmap(d), pmap(d)
+    assert fast == slow
+    assert list(fast.items()) == list(slow.items())
+    _check_map(fast)
