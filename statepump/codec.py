@@ -90,15 +90,14 @@ class SnapshotMeta:
         return f"{self.reducer}@{self.reducer_version}"
 
 
-def _map_items(m: PMap[Any, Any]) -> dict[Any, Any]:
+def _map_pairs(m: PMap[Any, Any]) -> list[tuple[Any, Any]]:
     # PMap's public iteration goes through Python-level generators; its
     # bucket vector holds the (key, value) pairs and iterates in C.
-    return dict(chain.from_iterable(filter(None, m._buckets.tolist())))
+    return list(chain.from_iterable(filter(None, m._buckets.tolist())))
 
 
-def _map_flat(m: PMap[Any, Any]) -> list[Any]:
-    """``[k0, v0, k1, v1, ...]`` straight from the bucket vector, in C."""
-    return list(chain.from_iterable(chain.from_iterable(filter(None, m._buckets.tolist()))))
+def _map_items(m: PMap[Any, Any]) -> dict[Any, Any]:
+    return dict(_map_pairs(m))
 
 
 # Exact types first: isinstance() against pyrsistent's ABCs costs more than
@@ -144,14 +143,26 @@ class _Encoder:
     def pack(self, value: object) -> bytes:
         return msgpack.packb(value, default=self.default, use_bin_type=True)  # type: ignore[no-any-return]
 
+    def pack_flat(self, pairs: list[tuple[Any, Any]]) -> bytes:
+        """``pairs`` as the array ``k0, v0, k1, v1, ...``.
+
+        A msgpack map is its header, then key, value, key, value...: packing
+        the pairs as a map and swapping the header for an array's gives the
+        flat array without building a list twice the size first.
+        """
+        packer = msgpack.Packer(default=self.default, use_bin_type=True)
+        body = packer.pack_map_pairs(pairs)
+        skip = len(packer.pack_map_header(len(pairs)))
+        return packer.pack_array_header(2 * len(pairs)) + body[skip:]  # type: ignore[no-any-return]
+
     def default(self, obj: object) -> object:
         kind = type(obj)
         if kind is _PMAP_TYPE or (kind is not _PVECTOR_TYPE and isinstance(obj, PMap)):
             if len(obj) > _SMALL:  # type: ignore[arg-type]
-                return _ext((_EXT_MAP, self.pack(_map_flat(obj))))  # type: ignore[arg-type]
+                return _ext((_EXT_MAP, self.pack_flat(_map_pairs(obj))))  # type: ignore[arg-type]
             found = self.small.get(id(obj))
             if found is None:
-                content = self.small_packer.pack(_map_items(obj))  # type: ignore[arg-type]
+                content = self.small_packer.pack_map_pairs(_map_pairs(obj))  # type: ignore[arg-type]
                 found = self.small[id(obj)] = _ext((_EXT_SMALL_MAP, content))
             return found
         if kind is _PVECTOR_TYPE or isinstance(obj, PVector):
