@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -76,11 +77,13 @@ async def load_latest(
     partition: str,
     hmac_key: bytes | None = None,
     max_sequence: int | None = None,
+    on_candidate: Callable[[SnapshotRef], None] | None = None,
 ) -> Loaded[S]:
     """The newest usable snapshot in ``store``, or the initial version if there is none.
 
     ``max_sequence`` ignores snapshots above it (the snapshotter's ``--rebuild``
-    and tests use it).
+    and tests use it). ``on_candidate`` is told of each snapshot before it is
+    downloaded: its name already says where reading will resume.
     """
     from statepump import collector
 
@@ -89,6 +92,8 @@ async def load_latest(
     for ref in reversed(refs):
         if max_sequence is not None and ref.sequence > max_sequence:
             continue
+        if on_candidate is not None:
+            on_candidate(ref)
         try:
             data = await store.read(ref)
         except FileNotFoundError:

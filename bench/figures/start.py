@@ -5,7 +5,7 @@ statepump: a :class:`~statepump.pump.Pump` with a
 the N-key state and an :class:`~statepump.sources.eventhubs.EventHubSource` on
 the bundled emulator holding the 100 events after it; timed from ``start()``
 to ready (list and download the snapshot, verify, decode, connect to the hub,
-fold the 100 events). Anchor, the "before" architecture: ``SELECT key, value``
+fold the 100 events), not counting the shutdown after. Anchor, the "before" architecture: ``SELECT key, value``
 of the same N rows (``value`` is ``jsonb``) from PostgreSQL into a ``dict``
 with psycopg, connection included.
 """
@@ -13,11 +13,12 @@ with psycopg, connection included.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from bench import dataset, services
 from bench.figure import Figure, ServiceUnavailable, Size, spread
-from bench.measure import seconds
+from bench.measure import Stats, seconds
 from statepump.events import Version
 from statepump.pump import Pump
 from statepump.reducers import config
@@ -81,18 +82,25 @@ def run(size: Size) -> Figure:
 
         snapshot_bytes = asyncio.run(put_snapshot())
 
+        ready_after: list[float] = []
+
         def start() -> None:
             async def go() -> None:
+                began = time.perf_counter_ns()
                 store = BlobStore.from_connection_string(blob_cs, CONTAINER, "hub", "0")
                 pump: Pump[Any]
                 async with Pump(EventHubSource(connection_string=hub_cs), store=store, eventhub="hub") as pump:
                     await pump.wait_ready(timeout=600)
+                    ready_after.append((time.perf_counter_ns() - began) / 1e9)
                     if pump.version.sequence != hub_events - 1 or len(pump.state) < n:
                         raise AssertionError(f"ready at {pump.version.sequence} with {len(pump.state)} keys")
+                # Leaving the block closes the SDK's connections (about 1.5 s): that is shutdown, not start.
 
             asyncio.run(go())
 
-        ours = seconds(start, runs=runs, warmup=size.warmup)
+        for _ in range(size.warmup + runs):
+            start()
+        ours = Stats.of(ready_after[size.warmup :])
     ratio = ours.median / anchor.median
     return Figure(
         "1",
@@ -103,8 +111,9 @@ def run(size: Size) -> Figure:
         f"≤ {GOAL_SECONDS:g} s p50 and ≤ 1.0× the pre-warm",
         ours.median <= GOAL_SECONDS and ratio <= 1.0,
         (
-            f"Snapshot {snapshot_bytes / 1e6:,.1f} MB; in-process `Pump.start()` to ready (interpreter start and "
-            f"imports not included); {runs} runs after {size.warmup} warm-up each side.",
+            f"Snapshot {snapshot_bytes / 1e6:,.1f} MB; in-process, from creating the store and the `Pump` to ready "
+            "(interpreter start and imports not included, nor the shutdown after); the hub's receive link opens "
+            f"while the snapshot downloads and decodes; {runs} runs after {size.warmup} warm-up each side.",
             "PostgreSQL (Debian's, `initdb` into a temporary directory, Unix socket, fsync off) holds "
             "`settings(key text primary key, value jsonb)`; psycopg 3 parses the jsonb into Python values.",
         ),
