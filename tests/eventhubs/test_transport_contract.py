@@ -1,0 +1,146 @@
+"""The private parts of azure-eventhub that :class:`statepump.eventhubs.PromptTransport` relies on, pinned down.
+
+``PromptTransport`` replaces the SDK's receive loops (``_callback_task``,
+``_receive_task``, ``receive_messages_async``) and its buffer append
+(``message_received_async``), and reads the consumer's private attributes.
+If one of these tests fails after an SDK upgrade, the prompt receive path is
+broken in the way the test names: re-read the SDK's
+``aio/_transport/_pyamqp_transport_async.py``, bring ``PromptTransport`` in
+line (or drop it if the SDK stopped polling), then update the pins here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+from collections import deque
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Any, cast
+
+import pytest
+from azure.eventhub import EventData
+from azure.eventhub._pyamqp.aio import ReceiveClientAsync
+from azure.eventhub._pyamqp.error import AMQPLinkError, ErrorCondition
+from azure.eventhub.aio._consumer_async import EventHubConsumer
+from azure.eventhub.aio._transport._pyamqp_transport_async import PyamqpTransportAsync
+
+from statepump.emulator import Emulator
+from statepump.eventhubs import HubEndpoint, PromptTransport, arrivals, prompt_receive
+from tests.eventhubs.hub import numbered, put
+
+#: sha256 of the SDK methods PromptTransport replaces, as read for azure-eventhub 5.15.1.
+REPLACED = {
+    "_callback_task": "00dfc2aba986c37e030a6a4f45cd7657103fb3f763e5ccc1673c5b06d77bc32d",
+    "_receive_task": "0d019bb37123497527e98efbf64258fcecbb1668d6b259157f57f982fc2313a5",
+    "message_received_async": "e1064c82120119d428e91f82c5a6bea9ebf432d0498f685c2d36532860d2a5f8",
+    "receive_messages_async": "a69df81b5e173ad12ac86136c0d1a97afaf0e3a482a63c4cd64828b53ea3a7b7",
+}
+
+
+def _digest(function: Callable[..., Any]) -> str:
+    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()
+
+
+def test_sdk_version_is_in_the_tested_range() -> None:
+    major, minor, *_ = (int(x) for x in version("azure-eventhub").split(".")[:3])
+    assert (major, minor) == (5, 15), "re-run this suite and widen the pin in pyproject.toml"
+
+
+@pytest.mark.parametrize("name", sorted(REPLACED))
+def test_the_replaced_sdk_methods_are_the_ones_we_read(name: str) -> None:
+    # A change here means the SDK's loop changed: its fix or feature may be missing from ours.
+    assert _digest(getattr(PyamqpTransportAsync, name)) == REPLACED[name]
+
+
+@pytest.mark.parametrize(
+    ("name", "parameters"),
+    [
+        ("_callback_task", ["consumer", "batch", "max_batch_size", "max_wait_time"]),
+        ("_receive_task", ["consumer", "max_batch_size"]),
+        ("message_received_async", ["consumer", "message"]),
+        ("receive_messages_async", ["consumer", "batch", "max_batch_size", "max_wait_time"]),
+    ],
+)
+def test_replaced_methods_are_static_with_the_same_parameters(name: str, parameters: list[str]) -> None:
+    for cls in (PyamqpTransportAsync, PromptTransport):
+        assert isinstance(inspect.getattr_static(cls, name), staticmethod), f"{cls.__name__}.{name}"
+        assert list(inspect.signature(getattr(cls, name)).parameters) == parameters, f"{cls.__name__}.{name}"
+
+
+def test_the_consumer_calls_its_transport_for_receiving_and_for_each_message() -> None:
+    # The hooks: receive() hands the loop to the transport, the handler's callback is the transport's append.
+    assert "self._amqp_transport.receive_messages_async(" in inspect.getsource(EventHubConsumer.receive)
+    assert "partial(self._amqp_transport.message_received_async, self)" in inspect.getsource(
+        EventHubConsumer._create_handler
+    )
+    assert list(inspect.signature(ReceiveClientAsync.do_work_async).parameters) == ["self", "kwargs"]
+    assert ErrorCondition.LinkStolen.value == b"amqp:link:stolen"
+    assert issubclass(AMQPLinkError, Exception)
+
+
+async def test_a_consumer_of_a_prompt_client_has_what_the_transport_uses() -> None:
+    cs = "Endpoint=sb://127.0.0.1:9/;SharedAccessKeyName=k;SharedAccessKey=v;EntityPath=hub;UseDevelopmentEmulator=true"
+    client = prompt_receive(HubEndpoint(connection_string=cs).consumer())
+    try:
+
+        async def ignore(events: Any) -> None:
+            return None
+
+        consumer = client._create_consumer("$Default", "0", "-1", on_event_received=cast(Any, ignore), prefetch=7)
+        assert consumer._amqp_transport is PromptTransport
+        assert isinstance(consumer._message_buffer, deque)
+        assert isinstance(consumer._message_buffer_lock, asyncio.Lock)
+        assert consumer._on_event_received is ignore
+        assert consumer._prefetch == 7
+        for name in ("_callback_task_run", "_last_callback_called_time", "_last_received_event", "_offset"):
+            assert hasattr(consumer, name), name
+        assert consumer._handler is None and consumer.running is False
+        assert isinstance(consumer._client._config.max_retries, int)
+        for method in ("_open", "_next_message_in_buffer", "_handle_exception"):
+            assert callable(getattr(consumer, method)), method
+        assert inspect.iscoroutinefunction(consumer._open)
+        assert inspect.iscoroutinefunction(consumer._handle_exception)
+    finally:
+        await client.close()
+
+
+def test_prompt_receive_refuses_a_transport_it_does_not_know() -> None:
+    cs = "Endpoint=sb://127.0.0.1:9/;SharedAccessKeyName=k;SharedAccessKey=v;EntityPath=hub;UseDevelopmentEmulator=true"
+    client = HubEndpoint(connection_string=cs).consumer()
+    assert client._amqp_transport is PyamqpTransportAsync
+    assert prompt_receive(prompt_receive(client))._amqp_transport is PromptTransport
+    client._amqp_transport = object
+    with pytest.raises(TypeError, match="unexpected SDK transport"):
+        prompt_receive(client)
+
+
+@pytest.mark.emulator
+async def test_a_real_receive_runs_through_the_prompt_transport(emulator: Emulator) -> None:
+    """Against the emulator: every message passes our append, and the batches are exact and in order."""
+    bodies = numbered(500)
+    await put(emulator.connection_string, bodies)
+    client = prompt_receive(HubEndpoint(connection_string=emulator.connection_string).consumer())
+    received: list[EventData] = []
+    all_in = asyncio.Event()
+
+    async def on_events(events: list[EventData]) -> None:
+        received.extend(events)
+        if len(received) >= len(bodies):
+            all_in.set()
+
+    consumer = client._create_consumer("$Default", "0", "-1", on_event_received=cast(Any, on_events), prefetch=100)
+    receiving = asyncio.create_task(consumer.receive(batch=True, max_batch_size=64, max_wait_time=None))
+    try:
+        async with asyncio.timeout(30):
+            await all_in.wait()
+        assert [e.sequence_number for e in received] == list(range(len(bodies)))
+        assert [e.body_as_str().encode() for e in received] == bodies
+        assert arrivals(consumer).count == len(bodies)
+    finally:
+        receiving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await receiving
+        await consumer.close()
+        await client.close()
