@@ -21,7 +21,10 @@ Rules, in the order they are checked for each event:
 
 A batch produces one version: callers publish once per batch, and that
 version's sequence number is the last event it covers, so every published
-version corresponds to exactly one sequence number.
+version corresponds to exactly one sequence number. Since no one sees the
+states between two events of a batch, a reducer with a ``batch`` hook (see
+:class:`~statepump.reducers.Transient`) is given the whole batch to apply in
+place and freeze once; the rules above hold the same way.
 """
 
 from __future__ import annotations
