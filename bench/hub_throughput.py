@@ -10,7 +10,9 @@ loopback port), so that it does not share the reader's event loop. Measured:
   from the call to the last event (connection included) and from the first event to the last;
 * live latency: a producer thread sends ``--rate`` events/s (batches of 10 every 10 ms) stamped with
   ``time.time()`` (after one warm-up event opens its link); latency is delivery by ``read`` minus the stamp;
-  p50/p99 over ``--seconds`` seconds.
+  p50/p99 over ``--seconds`` seconds, split into stages: the producer's ``send_batch`` round trip, stamp to
+  the emulator's enqueued time (producer, loopback, emulator's write) and enqueued time to delivery by
+  ``read`` (emulator to link, the SDK's receive, the source); enqueued times have millisecond resolution.
 """
 
 from __future__ import annotations
@@ -114,7 +116,9 @@ async def catch_up(cs: str, count: int, prefetch: int, after: int = -1) -> tuple
     return count / (done - started), (count - 1) / (done - first_at)
 
 
-def produce(cs: str, rate: float, seconds: float, stop: threading.Event, sent: list[int]) -> None:
+def produce(
+    cs: str, rate: float, seconds: float, stop: threading.Event, sent: list[int], round_trips: list[float]
+) -> None:
     per_batch = 10
     with EventHubProducerClient.from_connection_string(cs) as producer:
         # Open the link first: its set-up (about a second) is not delivery latency.
@@ -127,35 +131,50 @@ def produce(cs: str, rate: float, seconds: float, stop: threading.Event, sent: l
             batch = producer.create_batch(partition_id="0")
             for _ in range(per_batch):
                 batch.add(EventData(b"%.6f" % time.time()))
+            at = time.perf_counter()
             producer.send_batch(batch)
+            round_trips.append(time.perf_counter() - at)
             n += per_batch
             sent[0] = n
             time.sleep(max(0.0, started + n / rate - time.monotonic()))  # pacing
 
 
-async def latency(cs: str, rate: float, seconds: float, prefetch: int, after: int) -> list[float]:
+async def latency(cs: str, rate: float, seconds: float, prefetch: int, after: int) -> dict[str, list[float]]:
+    """Seconds per event: ``total`` (stamp to read), ``send`` (round trip), ``ingest``, ``deliver``."""
     source = EventHubSource(connection_string=cs, prefetch=prefetch, max_wait=0.5)
-    samples: list[float] = []
+    stages: dict[str, list[float]] = {"total": [], "send": [], "ingest": [], "deliver": []}
     stop = threading.Event()
     # Connect first, so that the connection time is not counted as latency.
     reading = source.read(after)
     await anext(reading)
     sent = [0]
-    producer = threading.Thread(target=produce, args=(cs, rate, seconds, stop, sent), daemon=True)
+    producer = threading.Thread(target=produce, args=(cs, rate, seconds, stop, sent, stages["send"]), daemon=True)
     producer.start()
     try:
         async with asyncio.timeout(seconds + 60):
             async for batch in reading:
                 now = time.time()
-                samples.extend(now - float(e.body) for e in batch if e.body != b"warm-up")
-                if not producer.is_alive() and len(samples) >= sent[0]:
+                for e in batch:
+                    if e.body == b"warm-up":
+                        continue
+                    stamp, enqueued = float(e.body), e.enqueued_time.timestamp()
+                    stages["total"].append(now - stamp)
+                    stages["ingest"].append(enqueued - stamp)
+                    stages["deliver"].append(now - enqueued)
+                if not producer.is_alive() and len(stages["total"]) >= sent[0]:
                     break
     finally:
         stop.set()
         producer.join(30)
         await reading.aclose()
         await source.close()
-    return samples
+    return stages
+
+
+def _ms(samples: list[float]) -> tuple[float, float, float]:
+    """p50, p99 and max in milliseconds."""
+    ms = sorted(s * 1000 for s in samples)
+    return statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))], ms[-1]
 
 
 def main() -> None:
@@ -174,14 +193,20 @@ def main() -> None:
                 f"catch-up, prefetch {prefetch}: {overall:,.0f} events/s including connect, "
                 f"{steady:,.0f} events/s first to last event"
             )
-        samples = asyncio.run(latency(cs, args.rate, args.seconds, max(args.prefetch), args.events - 1))
-        ms = sorted(s * 1000 for s in samples)
-        p50 = statistics.median(ms)
-        p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+        stages = asyncio.run(latency(cs, args.rate, args.seconds, max(args.prefetch), args.events - 1))
+        count = len(stages["total"])
+        p50, p99, worst = _ms(stages["total"])
         print(
-            f"latency at {args.rate:,.0f} events/s for {args.seconds:g} s: {len(ms)} events "
-            f"({len(ms) / args.seconds:,.0f}/s), p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms"
+            f"latency at {args.rate:,.0f} events/s for {args.seconds:g} s: {count} events "
+            f"({count / args.seconds:,.0f}/s), p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms"
         )
+        for name, what in (
+            ("send", "producer send_batch round trip"),
+            ("ingest", "stamp -> enqueued (producer, emulator)"),
+            ("deliver", "enqueued -> read yields (emulator, SDK, source)"),
+        ):
+            p50, p99, worst = _ms(stages[name])
+            print(f"  {what:48s} p50 {p50:5.1f} ms, p99 {p99:5.1f} ms, max {worst:5.1f} ms")
 
 
 if __name__ == "__main__":

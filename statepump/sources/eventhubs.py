@@ -98,8 +98,9 @@ class EventHubSource:
 
     Connect with ``connection_string`` or with ``fully_qualified_namespace``
     (and ``credential``, default ``DefaultAzureCredential``). ``prefetch`` is
-    what the SDK asks the hub for per pass: the async SDK pauses 50 ms after
-    each pass, so catch-up speed is about ``prefetch`` per 50 ms.
+    the credit the SDK grants the hub (events in flight or buffered); reads
+    go through :class:`~statepump.eventhubs.PromptTransport`, so a live event
+    is handed over as it arrives rather than at the SDK's next 50 ms poll.
 
     >>> src = EventHubSource(connection_string="Endpoint=sb://127.0.0.1:5672/;SharedAccessKeyName=k;"
     ...     "SharedAccessKey=v;EntityPath=hub;UseDevelopmentEmulator=true")
