@@ -437,7 +437,7 @@ def receive_pause(*, arrived: bool, waited: float) -> float:
     return 0.0 if arrived or waited >= _PASS_WAITED else _RECEIVE_PAUSE
 
 
-class _Arrivals:
+class Arrivals:
     """The receive side of one SDK consumer: a count of received messages and two wake-ups."""
 
     __slots__ = ("count", "drained", "event", "full")
@@ -452,11 +452,17 @@ class _Arrivals:
         self.drained = asyncio.Event()
 
 
-def arrivals(consumer: Any) -> _Arrivals:
-    """The :class:`_Arrivals` of an SDK ``EventHubConsumer``, created on first use."""
-    found: _Arrivals | None = getattr(consumer, "_statepump_arrivals", None)
+def arrivals(consumer: Any) -> Arrivals:
+    """The :class:`Arrivals` of an SDK ``EventHubConsumer``, created on first use.
+
+    >>> class Consumer: ...
+    >>> consumer = Consumer()
+    >>> arrivals(consumer) is arrivals(consumer), arrivals(consumer).count
+    (True, 0)
+    """
+    found: Arrivals | None = getattr(consumer, "_statepump_arrivals", None)
     if found is None:
-        found = _Arrivals()
+        found = Arrivals()
         consumer._statepump_arrivals = found
     return found
 
@@ -519,7 +525,7 @@ class PromptTransport(PyamqpTransportAsync):
                 await asyncio.wait_for(signals.event.wait(), max(wait, 0.001))
 
     @staticmethod
-    async def _gather(consumer: Any, signals: _Arrivals, max_batch_size: int) -> None:
+    async def _gather(consumer: Any, signals: Arrivals, max_batch_size: int) -> None:
         quiet, seen = 0, signals.count
         while not batch_complete(
             quiet_turns=quiet, buffered=len(consumer._message_buffer), max_batch_size=max_batch_size
