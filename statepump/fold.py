@@ -143,16 +143,16 @@ def _fold_transient(
     before a poison event is still what ``result()`` returns.
     """
     last = version.sequence
-    last_time = version.enqueued_time
+    last_event: Event | None = None  # the last event folded or skipped: its time goes into the version
     applied = duplicates = 0
     skipped: list[Poisoned] = []
     apply = transient.apply
 
     def result(stopped: Poisoned | None = None) -> FoldResult[S]:
-        if last == version.sequence:
+        if last_event is None:
             new = version  # nothing moved: keep the identical object, readers compare by identity
         else:
-            new = Version(transient.result(), last, last_time, version.partition, applied_at)
+            new = Version(transient.result(), last, last_event.enqueued_time, version.partition, applied_at)
         return FoldResult(new, applied, duplicates, tuple(skipped), stopped)
 
     for event in events:
@@ -171,5 +171,5 @@ def _fold_transient(
             skipped.append(poisoned)
         else:
             applied += 1
-        last, last_time = n, event.enqueued_time
+        last, last_event = n, event
     return result()

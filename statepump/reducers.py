@@ -478,7 +478,10 @@ class _ConfigTransient:
                         value = doc["value"]
                         # orjson reads an integer beyond 64 bits as a float: only a value
                         # that may hold a float needs the check _loads makes for every body.
-                        if type(value) in _EXACT_FROM_ORJSON or not _may_hold_long_integer(body):
+                        if type(value) in _EXACT_FROM_ORJSON:  # a scalar: nothing to freeze either
+                            self._pending[path] = value
+                            return
+                        if not _may_hold_long_integer(body):
                             self._pending[path] = _freeze(value)
                             return
                 elif kind == "delete":
