@@ -822,30 +822,6 @@ class _Layout:
     system: tuple[str, ...]
     properties: tuple[str, ...]
     body: tuple[str, ...]
-    #: What to do with a SystemProperties entry, by its key's bytes and its union index byte.
-    system_entries: dict[bytes, int] = dataclasses.field(default_factory=dict)
-
-
-# What _decode_records does with a SystemProperties entry it recognises.
-_TIME, _KEY, _SKIP_LONG, _SKIP_TEXT = 1, 2, 3, 4
-
-
-def _system_entries(branches: tuple[str, ...]) -> dict[bytes, int]:
-    """The entries Capture writes in SystemProperties, as the bytes of the
-    key and union index (a branch byte only in a union), and what they are."""
-    wanted = {
-        ("x-opt-enqueued-time", "long"): _TIME,
-        ("x-opt-partition-key", "string"): _KEY,
-        ("x-opt-sequence-number", "long"): _SKIP_LONG,
-        ("x-opt-offset", "string"): _SKIP_TEXT,
-    }
-    union = branches[0] != ""
-    entries: dict[bytes, int] = {}
-    for i, t in enumerate(branches[1:] if not union else branches):
-        for (name, kind), action in wanted.items():
-            if t == kind:
-                entries[name.encode() + (bytes([i << 1]) if union else b"")] = action
-    return entries
 
 
 def _primitive(t: Any) -> str | None:
@@ -884,7 +860,7 @@ def _layout(schema: bytes) -> _Layout | None:
     body = _branches(types[5])
     if system is None or properties is None or body is None or not set(body) <= {"", "null", "bytes"}:
         return None
-    return _Layout(system, properties, body, _system_entries(system))
+    return _Layout(system, properties, body)
 
 
 def _varint(data: bytes, pos: int, first: int) -> tuple[int, int]:
@@ -977,8 +953,7 @@ def _decode_records(data: bytes, count: int, layout: _Layout, partition: str) ->
     goes through :func:`_varint`, :func:`_value` and :func:`_map`.
     """
     system_branches = layout.system
-    system_union = int(system_branches[0] != "")  # the union index's byte, if any
-    system_entries = layout.system_entries
+    system_union = system_branches[0] != ""
     property_branches = layout.properties
     property_union = property_branches[0] != ""
     body_types = layout.body
@@ -1047,56 +1022,6 @@ def _decode_records(data: bytes, count: int, layout: _Layout, partition: str) ->
                     break
                 for _ in range(b >> 1):
                     b = data[pos]
-                    if b & 0x81:
-                        action = 0
-                    else:  # a short key: one lookup of its bytes and union index says what it is
-                        stop = pos + 1 + (b >> 1) + system_union
-                        action = system_entries.get(data[pos + 1 : stop], 0)
-                    if action == _SKIP_LONG:
-                        pos = stop
-                        while data[pos] & 0x80:
-                            pos += 1
-                        pos += 1
-                        continue
-                    if action == _SKIP_TEXT:
-                        b = data[stop]
-                        pos = stop + 1
-                        if b & 0x80:
-                            b, pos = _varint(data, pos, b)
-                        if b & 1:
-                            return None
-                        pos += b >> 1
-                        continue
-                    if action == _TIME:  # six bytes for a time since 1970: inline
-                        b = data[stop]
-                        pos = stop + 1
-                        if b & 0x80:
-                            n = b & 0x7F
-                            shift = 7
-                            b = data[pos]
-                            pos += 1
-                            while b & 0x80:
-                                n |= (b & 0x7F) << shift
-                                shift += 7
-                                b = data[pos]
-                                pos += 1
-                            if shift > 63:
-                                return None
-                            b = n | (b << shift)
-                        millis = (b >> 1) ^ -(b & 1)
-                        continue
-                    if action == _KEY:
-                        b = data[stop]
-                        pos = stop + 1
-                        if b & 0x80:
-                            b, pos = _varint(data, pos, b)
-                        if b & 1:
-                            return None
-                        stop = pos + (b >> 1)
-                        key = data[pos:stop].decode()
-                        pos = stop
-                        continue
-                    # Anything else: the general way.
                     pos += 1
                     if b & 0x80:
                         b, pos = _varint(data, pos, b)
@@ -1114,14 +1039,29 @@ def _decode_records(data: bytes, count: int, layout: _Layout, partition: str) ->
                     else:
                         t = system_branches[1]
                     if t == "long":
-                        b = data[pos]
-                        pos += 1
-                        if b & 0x80:
-                            b, pos = _varint(data, pos, b)
-                        if name == b"x-opt-enqueued-time":
+                        if name == b"x-opt-enqueued-time":  # six bytes for a time since 1970: inline
+                            b = data[pos]
+                            pos += 1
+                            if b & 0x80:
+                                n = b & 0x7F
+                                shift = 7
+                                b = data[pos]
+                                pos += 1
+                                while b & 0x80:
+                                    n |= (b & 0x7F) << shift
+                                    shift += 7
+                                    b = data[pos]
+                                    pos += 1
+                                if shift > 63:
+                                    return None
+                                b = n | (b << shift)
                             millis = (b >> 1) ^ -(b & 1)
-                        elif name == b"x-opt-partition-key":  # a key that is a number is no key
-                            key = None
+                        else:  # skipped: x-opt-sequence-number and the like
+                            while data[pos] & 0x80:
+                                pos += 1
+                            pos += 1
+                            if name == b"x-opt-partition-key":  # a key that is a number is no key
+                                key = None
                     elif t == "string" or t == "bytes":
                         b = data[pos]
                         pos += 1

@@ -305,21 +305,3 @@ def test_corrupt_record_bytes_never_crash_and_never_disagree(batch: list[Event],
         # (see the decoder's comment) may do that, and the events must still be whole.
         assert "utf-8" in refusal
         assert mine == fast(header, bad)
-
-
-def test_odd_system_entries_end_as_fastavro_ends_them() -> None:
-    """A time that is text and a partition key that is a number (each after a
-    usual one, as a duplicate key would be): the last one wins, as in a dict."""
-    header = empty_header()
-    system = [
-        text("x-opt-enqueued-time") + varint(0) + varint(1_600_000_000_123),
-        text("x-opt-partition-key") + varint(2) + text("pk"),
-        text("x-opt-enqueued-time") + varint(2) + text("soon"),
-        text("x-opt-partition-key") + varint(0) + varint(7),
-    ]
-    rec = (
-        varint(5) + text("5") + text("9/13/2020 12:26:40 PM")
-        + varint(len(system)) + b"".join(system) + varint(0) + varint(0) + varint(1) + text("b")
-    )  # fmt: skip
-    (got,) = both_ways(header.raw + block(header, [rec]))
-    assert (got.enqueued_time, got.partition_key) == (datetime(2020, 9, 13, 12, 26, 40, tzinfo=UTC), None)
