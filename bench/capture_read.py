@@ -7,11 +7,9 @@ already holds them), then reads them three ways, ``--runs`` times each
 
 * ``fastavro.reader``: ``for record in fastavro.reader(f): pass`` (decode only)
 * ``read_capture_file``: the same files to :class:`~statepump.events.Event`
-  objects through fastavro (decode + validation + time parsing): the path
-  statepump falls back to for blocks its own decoder declines
+  objects (decode + validation + time parsing)
 * ``CaptureSource.read``: the whole source path (listing, framing into
-  blocks, decoding with :mod:`statepump.capture`'s Capture decoder, ordering
-  and gap checks, batching), from a directory
+  blocks, decoding, ordering and gap checks, batching), from a directory
 
 Usage::
 

@@ -106,10 +106,8 @@ def run(size: Size) -> Figure:
         f"≥ {GOAL:.0%} of the raw read rate",
         ratio >= GOAL,
         (
-            f"`CaptureSource.read` alone (no fold): {spread(reading.median, reading.min, reading.max)} events/s "
-            f"({reading.median / theirs.median:.0%} of the raw read); the rest is the fold (figure 2). "
-            "statepump decodes Capture-shaped blocks itself (`statepump.capture._decode_records`) straight into "
-            "events, with fastavro for any other schema and for naming what is wrong in a bad block.",
+            f"`CaptureSource.read` alone (no fold): {spread(reading.median, reading.min, reading.max)} events/s; "
+            "the rest is the fold (figure 2).",
             "The collector is paused for the whole catch-up, as in the pump: with it on between batches this figure "
             "measured 5,163 events/s (1M keys), each young collection walking the state's bucket vector.",
             f"{len(paths)} Capture files, uncompressed; {size.runs} runs after {size.warmup} warm-up.",
