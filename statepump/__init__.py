@@ -11,7 +11,7 @@ from statepump.errors import (
 )
 from statepump.events import Event, PartitionBounds, Version
 from statepump.pump import Pump, PumpFailed
-from statepump.reducers import Reducer, config, load_reducer, markup, reducer
+from statepump.reducers import Reducer, Transient, config, load_reducer, markup, reducer
 
 __all__ = [
     "ConfigError",
@@ -26,6 +26,7 @@ __all__ = [
     "SnapshotCorrupt",
     "SnapshotExists",
     "StatepumpError",
+    "Transient",
     "Version",
     "config",
     "load_reducer",
