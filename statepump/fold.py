@@ -29,14 +29,14 @@ place and freeze once; the rules above hold the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
 from statepump.errors import SequenceGapError
 from statepump.events import Event, Version
-from statepump.reducers import Reducer, Transient
+from statepump.reducers import Reducer
 
 S = TypeVar("S")
 
@@ -95,55 +95,9 @@ def fold(
     >>> (r.version.sequence, r.applied, r.duplicates, dict(r.version.state))
     (0, 1, 1, {'a': 1})
     """
-    if reducer.batch is not None:
-        return _fold_transient(version, events, reducer.batch(version.state), applied_at, policy)
-    state = version.state
+    transient = reducer.batch(version.state) if reducer.batch is not None else _OneByOne(reducer.apply, version.state)
     last = version.sequence
-    last_time = version.enqueued_time
-    applied = duplicates = 0
-    skipped: list[Poisoned] = []
-
-    def result(stopped: Poisoned | None = None) -> FoldResult[S]:
-        if last == version.sequence:
-            new = version  # nothing moved: keep the identical object, readers compare by identity
-        else:
-            new = Version(state, last, last_time, version.partition, applied_at)
-        return FoldResult(new, applied, duplicates, tuple(skipped), stopped)
-
-    for event in events:
-        n = event.sequence
-        if n <= last:
-            duplicates += 1
-            continue
-        if n != last + 1:
-            raise FoldGap(last + 1, n, result())  # type: ignore[arg-type]
-        try:
-            state = reducer.apply(state, event)
-        except Exception as exc:  # any reducer failure is a poison event, by design
-            poisoned = Poisoned.of(event, exc)
-            if policy == "stop":
-                return result(poisoned)
-            skipped.append(poisoned)
-        else:
-            applied += 1
-        last, last_time = n, event.enqueued_time
-    return result()
-
-
-def _fold_transient(
-    version: Version[S],
-    events: Iterable[Event],
-    transient: Transient[S],
-    applied_at: datetime,
-    policy: PoisonPolicy,
-) -> FoldResult[S]:
-    """:func:`fold` through a reducer's :class:`~statepump.reducers.Transient`: the same rules, one state per batch.
-
-    A transient's ``apply`` leaves it unchanged when it raises, so the state
-    before a poison event is still what ``result()`` returns.
-    """
-    last = version.sequence
-    last_event: Event | None = None  # the last event folded or skipped: its time goes into the version
+    last_event: Event | None = None  # the last event folded or skipped: its number and time make the version
     applied = duplicates = 0
     skipped: list[Poisoned] = []
     apply = transient.apply
@@ -173,3 +127,19 @@ def _fold_transient(
             applied += 1
         last, last_event = n, event
     return result()
+
+
+class _OneByOne(Generic[S]):
+    """The :class:`~statepump.reducers.Transient` of a reducer without a batch hook: a new state per event."""
+
+    __slots__ = ("_apply", "_state")
+
+    def __init__(self, apply: Callable[[S, Event], S], state: S) -> None:
+        self._apply = apply
+        self._state = state
+
+    def apply(self, event: Event) -> None:
+        self._state = self._apply(self._state, event)
+
+    def result(self) -> S:
+        return self._state

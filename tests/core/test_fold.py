@@ -122,3 +122,29 @@ def test_versions_carry_the_last_events_time_and_the_apply_time() -> None:
     assert v.enqueued_time == events[-1].enqueued_time
     assert v.applied_at == T0
     assert v.partition == "0"
+
+
+# A batch of exactly the next events takes a loop with no per-event checks: the same results.
+GOOD = b'{"op":"set","path":"k","value":1}'
+
+
+@pytest.mark.parametrize("reducer", [config, Reducer("per-event", 1, config.apply, config.initial)])
+@pytest.mark.parametrize("poison_at", [(), (0,), (3,), (9,), (2, 3, 7)])
+def test_poison_anywhere_in_an_in_order_batch_is_counted_as_in_any_other_batch(
+    reducer: Reducer[Any], poison_at: tuple[int, ...]
+) -> None:
+    events = [event(i, POISON if i in poison_at else GOOD.replace(b'"k"', b'"k%d"' % i)) for i in range(10)]
+    skip = fold(START, events, reducer, applied_at=T0, policy="skip")
+    assert [p.event.sequence for p in skip.skipped] == list(poison_at)
+    assert skip.applied == 10 - len(poison_at) and skip.version.sequence == 9
+    assert sorted(skip.version.state) == [f"k{i}" for i in range(10) if i not in poison_at]
+    stop = fold(START, events, reducer, applied_at=T0, policy="stop")
+    stopped_at = poison_at[0] if poison_at else None
+    assert (stop.stopped.event.sequence if stop.stopped else None) == stopped_at
+    good_before = 10 if stopped_at is None else stopped_at
+    assert stop.applied == good_before and stop.version.sequence == good_before - 1
+    assert sorted(stop.version.state) == sorted(f"k{i}" for i in range(good_before))
+    if good_before == 0:
+        assert stop.version is START  # nothing moved: the identical version
+    else:
+        assert stop.version.enqueued_time == events[good_before - 1].enqueued_time
