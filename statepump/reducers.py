@@ -32,7 +32,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -275,13 +275,7 @@ def _small_pmap(d: dict[Any, Any]) -> PMap[Any, Any]:
         return pmap()
     width = 2 * len(d)  # as pmap() sizes a map made from a dict
     table: list[Any] = [None] * width
-    for kv in d.items():
-        index = hash(kv[0]) % width
-        bucket = table[index]
-        if bucket:
-            bucket.append(kv)
-        else:
-            table[index] = [kv]
+    _redistribute(d.items(), table, width)
     return PMap(len(d), pvector(table))  # type: ignore[call-arg]
 
 
@@ -571,8 +565,9 @@ def _map_update(node: PMap[Any, Any], changes: Mapping[Any, Any]) -> PMap[Any, A
 _CHUNK = 1 << 15  # about 3 ms of pvector building
 
 
-def _redistribute(bucket: list[tuple[Any, Any]], table: list[Any], width: int) -> None:
-    for kv in bucket:
+def _redistribute(pairs: Iterable[tuple[Any, Any]], table: list[Any], width: int) -> None:
+    """Put each ``(key, value)`` pair into the bucket of ``table`` its key hashes to."""
+    for kv in pairs:
         index = hash(kv[0]) % width
         into = table[index]
         if into:
