@@ -57,3 +57,18 @@ def test_a_cycle_that_survived_a_collection_is_freed_by_the_next_full_one() -> N
         assert alive() is None
     finally:
         collector.stop()
+
+
+def test_stop_hands_what_was_made_to_the_oldest_generation_without_a_collection() -> None:
+    collector = Collector(interval=0)
+    collector.start()
+    try:
+        made = [[i] for i in range(50_000)]  # tracked objects, all in the youngest generation
+        assert len(gc.get_objects(generation=0)) >= 50_000
+        collections_before = gc.get_stats()[0]["collections"]
+    finally:
+        collector.stop()
+    assert len(gc.get_objects(generation=0)) < 1_000  # not left for the first automatic collection to walk
+    assert gc.get_stats()[0]["collections"] == collections_before  # moved, not examined
+    assert gc.get_freeze_count() == 0
+    assert len(made) == 50_000
