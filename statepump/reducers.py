@@ -265,6 +265,40 @@ def _freeze(value: object) -> object:
     return freeze(value)
 
 
+def _shared(value: object) -> object:
+    """``_freeze(value)`` for a container orjson decoded, one object per distinct value.
+
+    Configuration repeats small objects across keys (``{"enabled": true,
+    "limit": 100}``): equal ones are frozen once and shared, as decoding a
+    snapshot shares them (``statepump/codec.py``). "Equal" is the same JSON
+    text, so ``1``, ``1.0`` and ``true`` stay apart. Encoding the value costs a
+    tenth of freezing it; the table is bounded (cleared when full) and holds
+    only small values. The states are immutable, so sharing is invisible.
+
+    >>> _shared({"on": True, "ids": [1, 2]}) is _shared({"on": True, "ids": [1, 2]})
+    True
+    >>> _shared({"n": 1}) is _shared({"n": 1.0})
+    False
+    """
+    try:
+        key = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):  # not from orjson.loads after all: nothing to share by
+        return _freeze(value)
+    if len(key) > _SHARED_LARGEST:
+        return _freeze(value)
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MOST:
+            _SHARED.clear()
+        found = _SHARED[key] = _freeze(value)
+    return found
+
+
+_SHARED: dict[bytes, object] = {}
+_SHARED_MOST = 1 << 15  # a few MB of keys at most
+_SHARED_LARGEST = 512  # bytes of JSON: bigger values are rarely repeated
+
+
 def _small_pmap(d: dict[Any, Any]) -> PMap[Any, Any]:
     """``pmap(d)``: the same buckets in the same order, without its general-purpose checks.
 
@@ -476,7 +510,7 @@ class _ConfigTransient:
                             self._pending[path] = value
                             return
                         if not _may_hold_long_integer(body):
-                            self._pending[path] = _freeze(value)
+                            self._pending[path] = _shared(value)
                             return
                 elif kind == "delete":
                     self._pending[path] = _DELETED

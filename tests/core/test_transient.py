@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyrsistent import PMap, freeze, pmap
 
+from statepump import reducers
 from statepump.events import Event, Version
 from statepump.fold import FoldGap, FoldResult, PoisonPolicy, fold
 from statepump.reducers import (
@@ -284,3 +285,24 @@ def test_small_pmap_builds_the_same_map_as_pmap(d: dict[Any, Any]) -> None:
     assert fast == slow
     assert list(fast.items()) == list(slow.items())
     _check_map(fast)
+
+
+def test_equal_container_values_from_events_are_one_object_and_equal_ones_of_other_types_are_not() -> None:
+    bodies = [
+        b'{"op": "set", "path": "a", "value": {"on": true, "ids": [1, 2]}}',
+        b'{"op": "set", "path": "b", "value": {"on": true, "ids": [1, 2]}}',
+        b'{"op": "set", "path": "c", "value": {"on": 1, "ids": [1.0, 2]}}',
+    ]
+    state = fold(Version(pmap(), -1, None, "0"), events_from(bodies), config, applied_at=T0).version.state
+    assert state["a"] is state["b"]
+    assert state["c"] == state["a"] and state["c"] is not state["a"]
+    assert type(state["c"]["on"]) is int and type(state["c"]["ids"][0]) is float
+
+
+def test_the_table_of_shared_values_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reducers, "_SHARED", {})
+    monkeypatch.setattr(reducers, "_SHARED_MOST", 10)
+    bodies = [b'{"op": "set", "path": "k%d", "value": {"n": %d}}' % (i, i) for i in range(100)]
+    state = fold(Version(pmap(), -1, None, "0"), events_from(bodies), config, applied_at=T0).version.state
+    assert len(reducers._SHARED) <= 10
+    assert [state[f"k{i}"]["n"] for i in range(100)] == list(range(100))
