@@ -750,13 +750,21 @@ class _EarlyRead:
         first, self._first = self._first, None
         if first is not None:
             first.cancel()
-            # Whatever the unused read ended with (a cancellation, an unreachable hub) is not this step's concern.
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await first
+            # Bounded: a read stuck in a client that swallows the cancellation must not hold up
+            # the pump; it is left to end on its own (the source's close() ends it).
+            done, _ = await asyncio.wait({first}, timeout=_EARLY_READ_CLOSE_S)
+            if done and not first.cancelled():
+                first.exception()  # retrieved: what an unused read ended with is not this step's concern
+            if not done:
+                log.warning("an unused early hub read did not stop within %g s; leaving it", _EARLY_READ_CLOSE_S)
+                return
         aclose = getattr(self._batches, "aclose", None)
         if aclose is not None:
             with contextlib.suppress(Exception):
                 await aclose()
+
+
+_EARLY_READ_CLOSE_S = 10.0
 
 
 class _Stop(Exception):
