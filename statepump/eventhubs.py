@@ -542,6 +542,10 @@ class PromptTransport(PyamqpTransportAsync):
         running = True
         try:
             while retries <= max_retries and running and consumer._callback_task_run:
+                if consumer.closed:
+                    # Closed by its owner while the callback still holds messages: _open() would
+                    # connect it again, on every pass, for as long as the callback stays blocked.
+                    return
                 try:
                     await consumer._open()
                     async with consumer._message_buffer_lock:

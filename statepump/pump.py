@@ -43,7 +43,7 @@ from statepump.fold import FoldGap, Poisoned, PoisonPolicy, fold
 from statepump.reducers import Reducer, config
 from statepump.snapshot import Loaded, initial_version, load_latest
 from statepump.sources import EventSource
-from statepump.stores import SnapshotRef, SnapshotStore
+from statepump.stores import SnapshotStore
 
 S = TypeVar("S")
 log = logging.getLogger("statepump.pump")
@@ -159,7 +159,6 @@ class Pump(Generic[S]):
         self._collector = collector.Collector(gc_interval)
         self._task: asyncio.Task[None] | None = None
         self._early_bounds: asyncio.Task[PartitionBounds] | None = None
-        self._early_read: _EarlyRead | None = None
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -478,7 +477,6 @@ class Pump(Generic[S]):
                 early.cancel()
                 if early.done() and not early.cancelled():
                     early.exception()  # retrieved: the load's own error is the one that matters
-            await self._drop_early_read()
             self._collector.stop()
             self._changed()
 
@@ -492,8 +490,6 @@ class Pump(Generic[S]):
         except SequenceGapError as gap:
             await self._stopped_by_gap(gap)
             return plan.CaptureCoverage.unknown() if self.capture else coverage
-        if not (isinstance(step, plan.ReadHub) and self._early_read and self._early_read.after == step.after):
-            await self._drop_early_read()
         if isinstance(step, plan.ProbeCapture):
             assert self.capture is not None
             return plan.CaptureCoverage(True, await self.capture.bounds())
@@ -530,12 +526,7 @@ class Pump(Generic[S]):
             return
         started = time.perf_counter()
         loaded = await load_latest(
-            self.store,
-            self.reducer,
-            eventhub=self.eventhub,
-            partition=self.partition,
-            hmac_key=self.hmac_key,
-            on_candidate=self._open_early_read,
+            self.store, self.reducer, eventhub=self.eventhub, partition=self.partition, hmac_key=self.hmac_key
         )
         self.loaded = loaded
         for rejected in loaded.rejected:
@@ -553,15 +544,6 @@ class Pump(Generic[S]):
                 time.perf_counter() - started,
             )
             self._publish(loaded.version)
-
-    def _open_early_read(self, ref: SnapshotRef) -> None:
-        if self._early_read is None:  # only for the newest snapshot: an older one is the unusual case
-            self._early_read = _EarlyRead(self.source, ref.sequence)
-
-    async def _drop_early_read(self) -> None:
-        early, self._early_read = self._early_read, None
-        if early is not None:
-            await early.aclose()
 
     async def _read_capture(self, step: plan.ReadCapture) -> None:
         assert self.capture is not None
@@ -585,8 +567,7 @@ class Pump(Generic[S]):
         if self.version.sequence >= target:
             self._become_ready()
         progress = _Progress(self, target, "the hub")
-        early, self._early_read = self._early_read, None
-        async with _reading(early if early is not None else self.source.read(step.after)) as batches:
+        async with _reading(self.source.read(step.after)) as batches:
             async for batch in batches:
                 if step.until is not None and batch and batch[-1].sequence > step.until:
                     batch = [e for e in batch if e.sequence <= step.until]
@@ -707,64 +688,6 @@ async def _reading(batches: AsyncIterator[Sequence[Event]]) -> AsyncIterator[Asy
         aclose = getattr(batches, "aclose", None)
         if aclose is not None:
             await aclose()
-
-
-class _EarlyRead:
-    """A hub read opened while the snapshot loads, after the sequence number in the snapshot's name.
-
-    Opening a receive link costs about a second (connection, authorisation,
-    link attach, first credit). The snapshot's name says where reading will
-    most likely resume, so the read starts then, and its first batch is being
-    fetched while the snapshot downloads and decodes. The pump takes it over
-    only if the plan's first hub read starts at that same position; otherwise
-    (an unusable snapshot, events that must come from Capture) it is closed
-    unused. Either way nothing is applied from it before the plan says so.
-    """
-
-    def __init__(self, source: EventSource, after: int) -> None:
-        self.after = after
-        self._batches = source.read(after)
-        self._first: asyncio.Task[Sequence[Event] | None] | None = asyncio.create_task(
-            self._fetch_first(), name="statepump-early-read"
-        )
-
-    async def _fetch_first(self) -> Sequence[Event] | None:
-        try:
-            return await anext(self._batches)
-        except StopAsyncIteration:
-            return None
-
-    def __aiter__(self) -> _EarlyRead:
-        return self
-
-    async def __anext__(self) -> Sequence[Event]:
-        first, self._first = self._first, None
-        if first is None:
-            return await anext(self._batches)
-        batch = await first
-        if batch is None:
-            raise StopAsyncIteration
-        return batch
-
-    async def aclose(self) -> None:
-        first, self._first = self._first, None
-        if first is not None:
-            first.cancel()
-            # Bounded: a read stuck in a client that swallows the cancellation must not hold up
-            # the pump; it is left to end on its own (the source's close() ends it).
-            done, _ = await asyncio.wait({first}, timeout=_EARLY_READ_CLOSE_S)
-            if done and not first.cancelled():
-                first.exception()  # retrieved: what an unused read ended with is not this step's concern
-            if not done:
-                log.warning("an unused early hub read did not stop within %g s; leaving it", _EARLY_READ_CLOSE_S)
-                return
-        aclose = getattr(self._batches, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                await aclose()
-
-
-_EARLY_READ_CLOSE_S = 10.0
 
 
 class _Stop(Exception):

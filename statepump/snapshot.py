@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -77,13 +76,11 @@ async def load_latest(
     partition: str,
     hmac_key: bytes | None = None,
     max_sequence: int | None = None,
-    on_candidate: Callable[[SnapshotRef], None] | None = None,
 ) -> Loaded[S]:
     """The newest usable snapshot in ``store``, or the initial version if there is none.
 
     ``max_sequence`` ignores snapshots above it (the snapshotter's ``--rebuild``
-    and tests use it). ``on_candidate`` is told of each snapshot before it is
-    downloaded: its name already says where reading will resume.
+    and tests use it).
     """
     from statepump import collector
 
@@ -92,8 +89,6 @@ async def load_latest(
     for ref in reversed(refs):
         if max_sequence is not None and ref.sequence > max_sequence:
             continue
-        if on_candidate is not None:
-            on_candidate(ref)
         try:
             data = await store.read(ref)
         except FileNotFoundError:

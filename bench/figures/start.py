@@ -112,8 +112,8 @@ def run(size: Size) -> Figure:
         ours.median <= GOAL_SECONDS and ratio <= 1.0,
         (
             f"Snapshot {snapshot_bytes / 1e6:,.1f} MB; in-process, from creating the store and the `Pump` to ready "
-            "(interpreter start and imports not included, nor the shutdown after); the hub's receive link opens "
-            f"while the snapshot downloads and decodes; {runs} runs after {size.warmup} warm-up each side.",
+            "(interpreter start and imports not included, nor the shutdown after); "
+            f"{runs} runs after {size.warmup} warm-up each side.",
             "PostgreSQL (Debian's, `initdb` into a temporary directory, Unix socket, fsync off) holds "
             "`settings(key text primary key, value jsonb)`; psycopg 3 parses the jsonb into Python values.",
         ),

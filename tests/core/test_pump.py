@@ -190,11 +190,10 @@ async def test_skip_policy_dead_letters_the_poison_event_and_goes_on(tmp_path: P
 # --- the catch-up plan: gaps and Capture -------------------------------------------------------
 
 
-async def _snapshot_at(store: DirectoryStore, n: int) -> Path:
+async def _snapshot_at(store: DirectoryStore, n: int) -> None:
     events = [Event("0", i, str(i), T0, None, {}, json.dumps(set_op(i)).encode()) for i in range(n + 1)]
     v = fold(initial_version(config, "0"), events, config, applied_at=T0).version
-    ref, _ = await write_snapshot(store, v, config, eventhub="hub", events_folded=n + 1)
-    return store.directory / Path(ref.name).name
+    await write_snapshot(store, v, config, eventhub="hub", events_folded=n + 1)
 
 
 async def test_expired_events_without_capture_are_a_reported_gap_never_a_state(tmp_path: Path) -> None:
@@ -311,86 +310,3 @@ async def test_an_unreachable_hub_at_start_is_a_failure() -> None:
         with pytest.raises(PumpFailed, match="the test hub is unreachable"):
             await pump.wait_ready(timeout=10)
         assert isinstance(pump.failure, ServiceUnavailable)
-
-
-# --- the hub read opened while the snapshot loads ------------------------------------------------
-
-
-class _RecordingSource(MemorySource):
-    """A memory source that records each read's start position and whether it was closed."""
-
-    def __init__(self) -> None:
-        super().__init__(max_wait=0.1)
-        self.reads: list[int] = []
-        self.closed: list[int] = []
-        self.read_started = asyncio.Event()
-
-    async def read(self, after: int) -> AsyncIterator[Sequence[Event]]:
-        self.reads.append(after)
-        self.read_started.set()
-        try:
-            async for batch in super().read(after):
-                yield batch
-        finally:
-            self.closed.append(after)
-
-
-class _SlowStore(DirectoryStore):
-    """Downloads only once the hub read has been opened: a pump that waited for the load would hang."""
-
-    def __init__(self, root: Path, source: _RecordingSource) -> None:
-        super().__init__(root, "hub", "0")
-        self.source = source
-
-    async def read(self, ref: Any) -> bytes:
-        await asyncio.wait_for(self.source.read_started.wait(), 10)
-        return await super().read(ref)
-
-
-async def test_the_hub_read_opens_while_the_snapshot_loads_and_is_taken_over(tmp_path: Path) -> None:
-    source = _RecordingSource()
-    fill(source, 300)
-    store = _SlowStore(tmp_path, source)
-    await _snapshot_at(store, 99)
-    async with Pump[Any](source, store=store) as pump:
-        await pump.wait_ready(timeout=10)
-        status = pump.status()
-    assert source.reads == [99]  # opened once, early, and used: not reopened after the load
-    assert status["events_from_hub"] == 200 and status["duplicates_skipped"] == 0
-    assert pump.state == full_replay(300)
-
-
-async def test_an_early_read_from_an_unusable_snapshot_is_closed_and_the_pump_reads_from_the_good_one(
-    tmp_path: Path,
-) -> None:
-    source = _RecordingSource()
-    fill(source, 300)
-    store = _SlowStore(tmp_path, source)
-    await _snapshot_at(store, 99)
-    newest = await _snapshot_at(store, 199)
-    newest.write_bytes(newest.read_bytes()[:-10])  # truncated: rejected when loaded
-    async with Pump[Any](source, store=store) as pump:
-        await pump.wait_ready(timeout=10)
-        status = pump.status()
-    assert source.reads == [199, 99]
-    assert 199 in source.closed  # the early read was closed as soon as it was not needed
-    assert status["snapshot_sequence"] == 99 and status["events_from_hub"] == 200
-    assert pump.state == full_replay(300)
-
-
-async def test_an_early_read_is_closed_when_the_events_must_come_from_capture(tmp_path: Path) -> None:
-    store = DirectoryStore(tmp_path, "hub", "0")
-    await _snapshot_at(store, 1000)
-    hub = _RecordingSource()
-    capture = MemorySource(live=False)
-    for i in range(3000):
-        hub.append(set_op(i))
-        capture.append(set_op(i))
-    hub.expire(2000)
-    async with Pump[Any](hub, store=store, capture=capture) as pump:
-        await pump.wait_ready(timeout=30)
-        status = pump.status()
-    assert hub.reads[0] == 1000 and 1000 in hub.closed  # opened early, unused: Capture came first
-    assert hub.reads[1:] == [1999]
-    assert status["events_from_capture"] == 999 and status["events_from_hub"] == 1000
-    assert pump.state == full_replay(3000)

@@ -232,3 +232,26 @@ async def test_live_sends_arrive_exactly_once_in_order(emulator: Emulator, sourc
     assert [e.sequence for e in seen] == list(range(200))
     assert [e.body for e in seen] == numbered(200)
     assert source.duplicates_dropped == 0 and source.reconnects == 0
+
+
+async def test_a_closed_consumer_is_not_opened_again_by_its_receive_task() -> None:
+    """Closed by its owner while its callback is blocked, a consumer must not reconnect on every pass."""
+
+    async def on_events(events: list[EventData]) -> None:
+        raise AssertionError("nothing to deliver")
+
+    offline = Offline(on_events)
+    opened: list[bool] = []
+
+    async def open_again() -> None:
+        opened.append(True)
+        raise AssertionError("_open() called on a closed consumer")
+
+    offline.consumer._open = open_again
+    await offline.consumer.close()
+    offline.consumer._callback_task_run = True
+    async with asyncio.timeout(10):
+        await PromptTransport._receive_task(offline.consumer, 10)
+    assert opened == []
+    assert offline.consumer._callback_task_run is False
+    await offline.client.close()

@@ -96,7 +96,7 @@ async def test_a_consumer_of_a_prompt_client_has_what_the_transport_uses() -> No
         assert consumer._prefetch == 7
         for name in ("_callback_task_run", "_last_callback_called_time", "_last_received_event", "_offset"):
             assert hasattr(consumer, name), name
-        assert consumer._handler is None and consumer.running is False
+        assert consumer._handler is None and consumer.running is False and consumer.closed is False
         assert isinstance(consumer._client._config.max_retries, int)
         for method in ("_open", "_next_message_in_buffer", "_handle_exception"):
             assert callable(getattr(consumer, method)), method

@@ -56,7 +56,12 @@ async def start(*args: str) -> asyncio.subprocess.Process:
 
 
 async def finish(process: asyncio.subprocess.Process) -> Finished:
-    out, err = await asyncio.wait_for(process.communicate(), DEADLINE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), DEADLINE)
+    except TimeoutError:
+        process.kill()  # a hung snapshotter must not outlive the test
+        await process.wait()
+        raise
     assert process.returncode is not None
     return Finished(process.returncode, out.decode(), err.decode())
 
