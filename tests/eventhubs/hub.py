@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
+import pytest
 from azure.eventhub import EventData
-from azure.eventhub.aio import EventHubProducerClient
+from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 
 from statepump.events import Event
 from statepump.sources.eventhubs import EventHubSource
@@ -50,3 +52,12 @@ async def drain(batches: AsyncIterator[Sequence[Event]], timeout: float = 30.0) 
         async for batch in batches:
             seen += len(batch)
     return seen
+
+
+async def stop_receiving(receiving: asyncio.Task[Any], consumer: Any, client: EventHubConsumerClient) -> None:
+    """Cancel a raw SDK ``consumer.receive`` task and close its consumer and client."""
+    receiving.cancel()
+    with pytest.raises(asyncio.CancelledError):  # still receiving until cancelled, not ended on its own
+        await receiving
+    await consumer.close()
+    await client.close()

@@ -8,7 +8,7 @@ can fire: whatever is delivered there was delivered by the arrival signal.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar, cast
 
 import pytest
@@ -20,7 +20,7 @@ from statepump.emulator import Emulator
 from statepump.eventhubs import Backoff, HubEndpoint, PromptTransport, arrivals, prompt_receive
 from statepump.events import Event
 from statepump.sources.eventhubs import EventHubSource
-from tests.eventhubs.hub import numbered, put
+from tests.eventhubs.hub import numbered, put, stop_receiving
 
 T = TypeVar("T")
 OFFLINE = (
@@ -166,14 +166,6 @@ async def test_idle_callbacks_still_come_every_max_wait_time() -> None:
     assert bodies([c for c in calls if c]) == [[1]]
 
 
-@pytest.fixture
-async def sources(emulator: Emulator) -> AsyncIterator[list[EventHubSource]]:
-    made: list[EventHubSource] = []
-    yield made
-    for source in made:
-        await source.close()
-
-
 @pytest.mark.emulator
 async def test_a_full_buffer_stops_reading_until_the_callback_takes_a_batch(emulator: Emulator) -> None:
     """Backpressure: with the callback stuck, the SDK holds at most its buffer limit plus one pass of credit."""
@@ -202,11 +194,7 @@ async def test_a_full_buffer_stops_reading_until_the_callback_takes_a_batch(emul
                 await asyncio.sleep(0.01)
         assert [e.sequence_number for e in received] == list(range(total))
     finally:
-        receiving.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await receiving
-        await consumer.close()
-        await client.close()
+        await stop_receiving(receiving, consumer, client)
 
 
 @pytest.mark.emulator

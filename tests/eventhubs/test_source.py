@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,6 @@ from tests.eventhubs.hub import drain, numbered, put, read_until
 pytestmark = pytest.mark.emulator
 
 FAST = Backoff(initial=0.05, maximum=0.5, jitter=0.5, max_seconds=10.0)
-
-
-@pytest.fixture
-async def sources(emulator: Emulator) -> AsyncIterator[list[EventHubSource]]:
-    made: list[EventHubSource] = []
-    yield made
-    for source in made:
-        await source.close()
 
 
 def source_for(emulator: Emulator, made: list[EventHubSource], **kwargs: object) -> EventHubSource:

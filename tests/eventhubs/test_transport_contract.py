@@ -28,7 +28,7 @@ from azure.eventhub.aio._transport._pyamqp_transport_async import PyamqpTranspor
 
 from statepump.emulator import Emulator
 from statepump.eventhubs import HubEndpoint, PromptTransport, arrivals, prompt_receive
-from tests.eventhubs.hub import numbered, put
+from tests.eventhubs.hub import numbered, put, stop_receiving
 
 #: sha256 of the SDK methods PromptTransport replaces, as read for azure-eventhub 5.15.1.
 REPLACED = {
@@ -139,8 +139,4 @@ async def test_a_real_receive_runs_through_the_prompt_transport(emulator: Emulat
         assert [e.body_as_str().encode() for e in received] == bodies
         assert arrivals(consumer).count == len(bodies)
     finally:
-        receiving.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await receiving
-        await consumer.close()
-        await client.close()
+        await stop_receiving(receiving, consumer, client)
