@@ -39,7 +39,7 @@ from statepump import collector, plan
 from statepump.deadletter import DeadLetter
 from statepump.errors import SequenceGapError, ServiceUnavailable, StatepumpError
 from statepump.events import Event, PartitionBounds, Version
-from statepump.fold import FoldGap, Poisoned, PoisonPolicy, fold
+from statepump.fold import Fed, Folder, FoldGap, FoldResult, Poisoned, PoisonPolicy
 from statepump.reducers import Reducer, config
 from statepump.snapshot import Loaded, initial_version, load_latest
 from statepump.sources import EventSource
@@ -49,6 +49,9 @@ S = TypeVar("S")
 log = logging.getLogger("statepump.pump")
 
 Subscriber = Callable[[Version[Any], Version[Any]], None]
+
+#: Seconds between the versions a catch-up publishes (``Pump(catchup_publish_interval=...)``).
+CATCHUP_PUBLISH_INTERVAL = 1.0
 
 
 class PumpFailed(StatepumpError):
@@ -127,6 +130,7 @@ class Pump(Generic[S]):
         replan_interval: float = 5.0,
         progress_interval: float = 5.0,
         until: int | None = None,
+        catchup_publish_interval: float = CATCHUP_PUBLISH_INTERVAL,
     ) -> None:
         self.source = source
         self.reducer = reducer
@@ -140,6 +144,9 @@ class Pump(Generic[S]):
         self.hmac_key = hmac_key
         self.replan_interval = replan_interval
         self.progress_interval = progress_interval
+        #: While catching up, a new version is published at most this often (and when the
+        #: catch-up ends) instead of after every batch; once live, after every batch.
+        self.catchup_publish_interval = catchup_publish_interval
         #: Stop after applying this sequence number (the snapshotter's target); ``None`` pumps forever.
         self.until = until
 
@@ -156,6 +163,9 @@ class Pump(Generic[S]):
         self._subscribers: list[Subscriber] = []
         self._on_change: list[Callable[[], None]] = []
         self._waiters = _Waiters()
+        # The catch-up's open fold: events folded but not yet published (see _apply).
+        self._folder: Folder[S] | None = None
+        self._folder_opened = 0.0
         self._collector = collector.Collector(gc_interval)
         self._task: asyncio.Task[None] | None = None
         self._early_bounds: asyncio.Task[PartitionBounds] | None = None
@@ -291,6 +301,12 @@ class Pump(Generic[S]):
         callbacks, self._on_change = self._on_change, []
         for wake in callbacks:
             wake()
+
+    @property
+    def folded_sequence(self) -> int:
+        """The last event folded: ahead of ``version.sequence`` while a catch-up holds its fold open."""
+        folder = self._folder
+        return folder.sequence if folder is not None else self.version.sequence
 
     def status(self) -> dict[str, Any]:
         """A JSON-able summary for ``/v1/status``, metrics and logs (never contains a secret)."""
@@ -549,14 +565,17 @@ class Pump(Generic[S]):
         assert self.capture is not None
         self._phase = f"catching up from Capture to {step.through}"
         progress = _Progress(self, step.through, "Capture")
-        async with _reading(self.capture.read(step.after)) as batches:
-            async for batch in batches:
-                if batch and batch[-1].sequence > step.through:
-                    batch = [e for e in batch if e.sequence <= step.through]
-                self._apply(batch, "capture")
-                progress.tick()
-                if self.version.sequence >= step.through or self._stopping.is_set():
-                    return
+        try:
+            async with _reading(self.capture.read(step.after)) as batches:
+                async for batch in batches:
+                    if batch and batch[-1].sequence > step.through:
+                        batch = [e for e in batch if e.sequence <= step.through]
+                    self._apply(batch, "capture", catching_up_to=step.through)
+                    progress.tick()
+                    if self.version.sequence >= step.through or self._stopping.is_set():
+                        return
+        finally:
+            self._publish_folded()
 
     async def _read_hub(self, step: plan.ReadHub, target: int) -> None:
         if step.until is not None:
@@ -567,24 +586,27 @@ class Pump(Generic[S]):
         if self.version.sequence >= target:
             self._become_ready()
         progress = _Progress(self, target, "the hub")
-        async with _reading(self.source.read(step.after)) as batches:
-            async for batch in batches:
-                if step.until is not None and batch and batch[-1].sequence > step.until:
-                    batch = [e for e in batch if e.sequence <= step.until]
-                try:
-                    self._apply(batch, self.source.kind)
-                except FoldGap as gap:
-                    log.warning("%s; planning again (Capture may hold the missing events)", gap)
-                    return
-                if not self._ready:
-                    progress.tick()
-                    if self.version.sequence >= target:
-                        self._become_ready()
-                self._collector.maybe_collect()
-                if self._stopping.is_set():
-                    raise _Stop
-                if step.until is not None and self.version.sequence >= step.until:
-                    return  # the loop re-plans and gets Done
+        try:
+            async with _reading(self.source.read(step.after)) as batches:
+                async for batch in batches:
+                    if step.until is not None and batch and batch[-1].sequence > step.until:
+                        batch = [e for e in batch if e.sequence <= step.until]
+                    try:
+                        self._apply(batch, self.source.kind, catching_up_to=None if self._ready else target)
+                    except FoldGap as gap:
+                        log.warning("%s; planning again (Capture may hold the missing events)", gap)
+                        return
+                    if not self._ready:
+                        progress.tick()
+                        if self.version.sequence >= target:
+                            self._become_ready()
+                    self._collector.maybe_collect()
+                    if self._stopping.is_set():
+                        raise _Stop
+                    if step.until is not None and self.version.sequence >= step.until:
+                        return  # the loop re-plans and gets Done
+        finally:
+            self._publish_folded()
 
     def _become_ready(self) -> None:
         self._ready = True
@@ -611,35 +633,60 @@ class Pump(Generic[S]):
         v = self.version
         self._publish(Version(v.state, skipped.last, v.enqueued_time, v.partition, datetime.now(UTC)))
 
-    def _apply(self, batch: Sequence[Event], origin: str) -> None:
+    def _apply(self, batch: Sequence[Event], origin: str, *, catching_up_to: int | None = None) -> None:
+        """Fold ``batch`` and publish the new version.
+
+        While catching up (``catching_up_to`` is the sequence number that ends
+        the catch-up) the fold stays open across batches and is published
+        only when it reaches that number, every ``catchup_publish_interval``
+        seconds, or when the step ends: one freeze for many batches is what
+        lets the reducer rebuild its state in one pass (a replay 1.9x as fast,
+        see ``Folder``), and a catch-up has no one waiting on each version.
+        A gap or a poison event publishes what came before it at once.
+        """
         if not batch:
             return
         started = time.perf_counter()
-        try:
-            with collector.paused():
-                result = fold(
-                    self.version, batch, self.reducer, applied_at=datetime.now(UTC), policy=self.poison_policy
-                )
-        except FoldGap as gap:
-            self._account(gap.result, origin, started)
-            raise
-        self._account(result, origin, started)
-        if result.stopped is not None:
-            self._poisoned(result.stopped)
+        folder = self._folder
+        if folder is None:
+            folder = self._folder = Folder(self.version, self.reducer, policy=self.poison_policy)
+            self._folder_opened = started
+        with collector.paused():
+            fed = folder.feed(batch)
+        self._account(fed, origin)
+        if (
+            catching_up_to is None
+            or folder.sequence >= catching_up_to
+            or started - self._folder_opened >= self.catchup_publish_interval
+            or fed.gap is not None
+            or fed.stopped is not None
+        ):
+            self._publish_folded()
+        self.fold_seconds_total += time.perf_counter() - started
+        if fed.gap is not None:
+            raise FoldGap(*fed.gap, FoldResult(self.version, fed.applied, fed.duplicates, fed.skipped))  # type: ignore[arg-type]
+        if fed.stopped is not None:
+            self._poisoned(fed.stopped)
             raise _Stop
 
-    def _account(self, result: Any, origin: str, started: float) -> None:
-        self.fold_seconds_total += time.perf_counter() - started
+    def _publish_folded(self) -> None:
+        """Publish what the open fold holds, and close it (a no-op when there is none)."""
+        folder, self._folder = self._folder, None
+        if folder is None or not folder.pending:
+            return
+        with collector.paused():
+            new = folder.freeze(datetime.now(UTC))
+        self._publish(new)
+
+    def _account(self, fed: Fed, origin: str) -> None:
         self.counts["fold_batches"] += 1
-        self.counts[f"events_from_{origin}"] = self.counts.get(f"events_from_{origin}", 0) + result.applied
-        self.counts["duplicates_skipped"] += result.duplicates
-        for poisoned in result.skipped:
+        self.counts[f"events_from_{origin}"] = self.counts.get(f"events_from_{origin}", 0) + fed.applied
+        self.counts["duplicates_skipped"] += fed.duplicates
+        for poisoned in fed.skipped:
             self._record_poison(poisoned)
             if self.dead_letter is not None:
                 self.dead_letter.record(poisoned)
             log.error("poison event %d skipped (policy skip): %s", poisoned.event.sequence, poisoned.error)
-        if result.version is not self.version:
-            self._publish(result.version)
 
     def _record_poison(self, poisoned: Poisoned) -> None:
         self.counts["poison_events"] += 1
@@ -701,7 +748,7 @@ class _Progress:
         self.pump = pump
         self.target = target
         self.where = where
-        self.start_seq = pump.version.sequence
+        self.start_seq = pump.folded_sequence
         self.started = self.last_log = time.monotonic()
 
     def tick(self) -> None:
@@ -709,14 +756,15 @@ class _Progress:
         if now - self.last_log < self.pump.progress_interval:
             return
         self.last_log = now
-        done = self.pump.version.sequence - self.start_seq
+        at = self.pump.folded_sequence
+        done = at - self.start_seq
         rate = done / max(now - self.started, 1e-9)
-        left = max(0, self.target - self.pump.version.sequence)
+        left = max(0, self.target - at)
         eta = f"{left / rate:.0f} s" if rate > 0 else "unknown"
         log.info(
             "catching up from %s: at %d of %d, %.0f events/s, ETA %s",
             self.where,
-            self.pump.version.sequence,
+            at,
             self.target,
             rate,
             eta,

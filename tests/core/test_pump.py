@@ -60,7 +60,8 @@ def test_a_reader_thread_never_sees_a_partial_event() -> None:
     n = 20_000
     for i in range(n):
         source.append(list(pairs[i % 4]))
-    pump: Pump[Any] = Pump(source, reducer=TRANSFER)
+    # Every batch published, catch-up or not: the reader is to see many versions.
+    pump: Pump[Any] = Pump(source, reducer=TRANSFER, catchup_publish_interval=0)
     seen: list[Version[Any]] = []
     problems: list[str] = []
     done = threading.Event()
@@ -136,6 +137,31 @@ async def test_subscribers_see_every_publish_in_order_with_old_and_new() -> None
     assert calls[0][0] == -1 and calls[-1][1] == 94
     assert all(old < new for old, new in calls)
     assert all(calls[i][1] == calls[i + 1][0] for i in range(len(calls) - 1))
+
+
+async def test_a_catch_up_publishes_at_the_end_of_each_step_and_live_batches_one_by_one(tmp_path: Path) -> None:
+    # An hour between catch-up versions: Capture's step and the hub's catch-up each publish once,
+    # at their ends, though they come in batches of 100; once live, every batch is a version.
+    store = DirectoryStore(tmp_path, "hub", "0")
+    await _snapshot_at(store, 1000)
+    hub = MemorySource(max_wait=0.1, batch_size=100)
+    capture = MemorySource(live=False, batch_size=100)
+    for i in range(9000):
+        hub.append(set_op(i))
+        if i <= 6000:
+            capture.append(set_op(i))
+    hub.expire(5000)
+    published: list[int] = []
+    pump: Pump[Any] = Pump(hub, store=store, capture=capture, catchup_publish_interval=3600)
+    pump.subscribe(lambda old, new: published.append(new.sequence))
+    async with pump:
+        await pump.wait_ready(timeout=30)
+        assert pump.state == full_replay(9000)
+        assert pump.status()["fold_batches"] == 80  # 1001..4999 from Capture, 5000..8999 from the hub
+        fill(hub, 9250, start=9000)
+        await pump.wait_for(9249, timeout=10)
+        assert pump.state == full_replay(9250)
+    assert published == [1000, 4999, 8999, 9099, 9199, 9249]
 
 
 async def test_starts_from_the_snapshot_and_reads_only_the_events_after_it(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from pyrsistent import PMap, freeze, pmap
 
 from statepump import reducers
 from statepump.events import Event, Version
-from statepump.fold import FoldGap, FoldResult, PoisonPolicy, fold
+from statepump.fold import Fed, Folder, FoldGap, FoldResult, Poisoned, PoisonPolicy, fold
 from statepump.reducers import (
     _DELETED,
     OperationError,
@@ -160,6 +160,41 @@ def test_the_batched_fold_equals_the_fold_one_event_at_a_time(
     _same(info.value.result, gap.result, start)
 
 
+@given(initial_states, st.lists(bodies, max_size=60), st.sampled_from(["stop", "skip"]), st.data())
+@settings(max_examples=300, deadline=None)
+def test_a_folder_fed_in_pieces_and_frozen_anywhere_equals_one_fold(
+    initial: PMap[str, Any], body_list: list[bytes], policy: PoisonPolicy, data: st.DataObject
+) -> None:
+    # The pump's catch-up: batches fed into one open Folder, frozen now and then.
+    start: Version[Any] = Version(initial, -1, None, "0")
+    events = _with_redeliveries(events_from(body_list), data)
+    broke: tuple[int, int | None] | None = None
+    try:
+        whole = fold(start, events, config, applied_at=T0, policy=policy)
+    except FoldGap as gap:
+        whole, broke = gap.result, (gap.expected, gap.got)
+    folder: Folder[Any] = Folder(start, config, policy=policy)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(events)), max_size=6)))
+    applied = duplicates = 0
+    skipped: list[Poisoned] = []
+    ended: Fed | None = None
+    for lo, hi in zip([0, *cuts], [*cuts, len(events)], strict=True):
+        fed = folder.feed(events[lo:hi])
+        applied, duplicates = applied + fed.applied, duplicates + fed.duplicates
+        skipped.extend(fed.skipped)
+        if fed.gap is not None or fed.stopped is not None:
+            ended = fed
+            break
+        if data.draw(st.booleans()):
+            folder.freeze(T0)
+    assert (ended.gap if ended else None) == broke
+    pieces = FoldResult(folder.freeze(T0), applied, duplicates, tuple(skipped), ended.stopped if ended else None)
+    _same(pieces, whole, start)
+    if ended is not None and ended.stopped is not None:
+        with pytest.raises(RuntimeError, match="stopped by a poison event"):
+            folder.feed(events)
+
+
 def test_poison_inside_an_ops_list_mid_batch_keeps_what_came_before() -> None:
     events = events_from(
         [
@@ -269,6 +304,40 @@ def test_the_bulk_map_update_equals_pmap_set_and_discard(initial: dict[Any, Any]
     assert fast == slow
     assert dict(fast.items()) == dict(slow.items())
     assert before == pmap(initial)
+    _check_map(fast)
+
+
+@pytest.mark.parametrize(
+    ("keys", "changed", "way"),
+    [
+        (4_000, 100, "evolver"),  # a few buckets of many: path-copied through one evolver
+        (4_000, 2_000, "in place"),  # a sizeable share: the old buckets thawed into a list, copied on write
+        (4_000, 9_000, "wider"),  # outgrows the vector: rehashed into a wider list
+    ],
+)
+def test_each_way_of_the_bulk_map_update_equals_pmap_set_and_discard(
+    keys: int, changed: int, way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = pmap({f"k{i}": i for i in range(keys)})
+    frozen_before = dict(before.items())
+    # Every third change deletes, the others update existing keys and add new ones.
+    change: dict[Any, Any] = {f"k{i * 7 % (keys + changed)}": (_DELETED if i % 3 == 0 else -i) for i in range(changed)}
+    ways: list[str] = []
+    real = reducers._rebuilt
+
+    def spy(node: PMap[Any, Any], changes: Any, width: int) -> PMap[Any, Any]:
+        ways.append("in place" if width == len(node._buckets) else "wider")
+        return real(node, changes, width)
+
+    monkeypatch.setattr(reducers, "_rebuilt", spy)
+    fast = _map_update(before, change)
+    assert ways == ([] if way == "evolver" else [way])
+    slow = before
+    for k, v in change.items():
+        slow = slow.discard(k) if v is _DELETED else slow.set(k, v)
+    assert dict(fast.items()) == dict(slow.items())
+    assert fast == slow
+    assert dict(before.items()) == frozen_before  # the old map's buckets were copied, never changed
     _check_map(fast)
 
 
