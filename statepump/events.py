@@ -40,6 +40,52 @@ class Event:
     body: bytes
 
 
+class _EventSlots:
+    """An object with :class:`Event`'s slots and none of its freezing.
+
+    Assigning a frozen slotted instance's fields costs an
+    ``object.__setattr__`` call per field (about 0.6 µs per event, as much as
+    the rest of turning a Capture record into an event). :func:`new_event`
+    fills one of these with plain slot stores instead, then makes it an
+    ``Event``: the two classes have the same slots in the same order, which is
+    exactly when Python allows assigning ``__class__``.
+    """
+
+    __slots__ = Event.__slots__
+
+
+def new_event(
+    partition: str,
+    sequence: int,
+    offset: str,
+    enqueued_time: datetime,
+    partition_key: str | None,
+    properties: Mapping[str, Any],
+    body: bytes,
+    /,
+) -> Event:
+    """``Event(partition, sequence, ...)``, built faster, for the readers' hot loops.
+
+    The result is an ordinary :class:`Event` (same type, frozen, equal to the
+    one the constructor makes); like the constructor, it checks nothing.
+
+    >>> from datetime import datetime, timezone
+    >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> new_event("0", 7, "7", t, None, {}, b"{}") == Event("0", 7, "7", t, None, {}, b"{}")
+    True
+    """
+    event: Any = _EventSlots()
+    event.partition = partition
+    event.sequence = sequence
+    event.offset = offset
+    event.enqueued_time = enqueued_time
+    event.partition_key = partition_key
+    event.properties = properties
+    event.body = body
+    event.__class__ = Event
+    return event  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True, slots=True)
 class Version(Generic[S]):
     """An immutable state and the position in the partition it stands for.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import fastavro
@@ -15,6 +16,7 @@ from statepump.capture import (
     CAPTURE_SCHEMA,
     BlockSplitter,
     CaptureFormatError,
+    _decode_records,
     decode_block,
     format_enqueued_time,
     last_block_start,
@@ -330,3 +332,84 @@ def test_splitter_rejects_a_wrong_sync_marker() -> None:
 def test_splitter_rejects_what_is_not_avro() -> None:
     with pytest.raises(CaptureFormatError, match=r"x\.avro: not an Avro object-container file"):
         BlockSplitter("x.avro").feed(b"\x89PNG\r\n")
+
+
+# --------------------------------------------------------------------------- the decoding loop
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 2**63 - 1),
+            st.integers(-62135596800000, 253402300799999),  # x-opt-enqueued-time: years 1 to 9999
+            st.none() | st.text(max_size=4),
+            st.dictionaries(st.text(max_size=3), st.none() | st.integers(-5, 5) | st.text(max_size=3), max_size=2),
+            st.none() | st.binary(max_size=10),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from(["null", "deflate"]),
+)
+def test_every_record_becomes_the_event_it_stands_for(rows: list[tuple[Any, ...]], codec: str) -> None:
+    records = [
+        {
+            "SequenceNumber": seq,
+            "Offset": str(seq),
+            "EnqueuedTimeUtc": "1/1/2000 1:00:00 AM",
+            "SystemProperties": {"x-opt-enqueued-time": ms, **({} if key is None else {"x-opt-partition-key": key})},
+            "Properties": props,
+            "Body": body,
+        }
+        for seq, ms, key, props, body in rows
+    ]
+    expected = [
+        Event("7", seq, str(seq), EPOCH + timedelta(milliseconds=ms), key, props, b"" if body is None else body)
+        for seq, ms, key, props, body in rows
+    ]
+    data = raw_file(records, codec=codec).getvalue()
+    assert list(read_capture_file(io.BytesIO(data), "7")) == expected
+    header = parse_header(data)
+    assert header is not None
+    assert decode_block(header, data[len(header.raw) :], "7") == expected
+
+
+def test_a_time_out_of_range_names_the_record_after_yielding_the_ones_before() -> None:
+    records = [service_record(i) for i in range(700)]
+    records[600]["SystemProperties"] = {"x-opt-enqueued-time": 2**62}
+    got: list[Event] = []
+    with pytest.raises(CaptureFormatError, match=r"f\.avro record #600: x-opt-enqueued-time 4611686018427387904"):
+        got.extend(read_capture_file(raw_file(records), "0", name="f.avro"))
+    assert [e.sequence for e in got] == list(range(600))
+
+
+def test_decode_block_counts_positions_from_the_blocks_first_record() -> None:
+    data = raw_file([service_record(0), service_record(1, EnqueuedTimeUtc="noon")]).getvalue()
+    header = parse_header(data)
+    assert header is not None
+    with pytest.raises(CaptureFormatError, match=r"b\.avro record #41: EnqueuedTimeUtc 'noon'"):
+        decode_block(header, data[len(header.raw) :], "0", name="b.avro", position=40)
+
+
+def test_a_record_only_the_full_check_accepts_does_not_stop_the_loop() -> None:
+    # fastavro gives plain dicts; other mappings take the slower, checking path and the loop goes on.
+    records: list[Any] = [service_record(0), MappingProxyType(service_record(1)), service_record(2)]
+    out: list[Event] = []
+    _decode_records(records, "0", "m.avro", 0, out)
+    assert [e.sequence for e in out] == [0, 1, 2]
+    assert out[1] == record_to_event(service_record(1), "0")
+
+
+def test_an_error_from_the_decoder_names_the_position_and_keeps_the_events_before() -> None:
+    def records() -> Any:
+        yield service_record(5)
+        yield service_record(6)
+        raise EOFError("cannot read long")
+
+    out: list[Event] = []
+    with pytest.raises(
+        CaptureFormatError, match=r"m\.avro: unreadable after record #12 \(EOFError: cannot read long\)"
+    ):
+        _decode_records(records(), "0", "m.avro", 10, out)
+    assert [e.sequence for e in out] == [5, 6]
