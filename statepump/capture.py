@@ -36,7 +36,7 @@ from typing import IO, Any, Final, Literal
 import fastavro
 
 from statepump.errors import StatepumpError
-from statepump.events import Event, new_event
+from statepump.events import Event, EventSlots, new_event
 
 #: The Avro schema Capture writes, as the real service embeds it in each file.
 #: Readers never rely on it (they use the writer schema in the file); the
@@ -537,7 +537,7 @@ def _decode_records(records: Iterable[Any], partition: str, name: str, position:
     first = len(out) - position  # the position of the next record is len(out) - first
     append = out.append
     epoch, one_second, milliseconds = _EPOCH, _SECOND, _MILLISECONDS
-    parse_time, make = parse_enqueued_time, new_event
+    parse_time, slots = parse_enqueued_time, EventSlots
     # The time is the start of its second plus its milliseconds: consecutive
     # events share the second, which is then made once (half the cost per event).
     second: int | None = None
@@ -591,7 +591,17 @@ def _decode_records(records: Iterable[Any], partition: str, name: str, position:
                         odd = record
                         break
                 key = system.get("x-opt-partition-key")
-                append(make(partition, sequence, offset, enqueued, key if type(key) is str else None, properties, body))
+                # new_event, inlined (see EventSlots)
+                event: Any = slots()
+                event.partition = partition
+                event.sequence = sequence
+                event.offset = offset
+                event.enqueued_time = enqueued
+                event.partition_key = key if type(key) is str else None
+                event.properties = properties
+                event.body = body
+                event.__class__ = Event
+                append(event)
         except Exception as exc:  # a truncated or corrupt block surfaces as any of several errors
             raise CaptureFormatError(
                 f"{name}: unreadable after record #{len(out) - first} ({type(exc).__name__}: {exc})"

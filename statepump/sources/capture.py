@@ -38,7 +38,6 @@ import asyncio
 import bisect
 import heapq
 import logging
-import operator
 import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -69,7 +68,6 @@ from statepump.errors import SequenceGapError
 from statepump.events import Event, PartitionBounds
 
 log = logging.getLogger(__name__)
-_sequence = operator.attrgetter("sequence")
 
 #: Bytes asked for when probing a file's header and first block, or its last block.
 PROBE_BYTES = 256 * 1024
@@ -400,7 +398,7 @@ class CaptureSource:
                     and events
                     and events[0].sequence == expected
                     and events[-1].sequence == expected + len(events) - 1
-                    and list(map(_sequence, events)) == list(range(expected, expected + len(events)))
+                    and [e.sequence for e in events] == list(range(expected, expected + len(events)))
                 ):
                     # The common case: the next events, in order; no heap needed.
                     batch.extend(events)

@@ -369,7 +369,9 @@ def test_every_record_becomes_the_event_it_stands_for(rows: list[tuple[Any, ...]
         for seq, ms, key, props, body in rows
     ]
     data = raw_file(records, codec=codec).getvalue()
-    assert list(read_capture_file(io.BytesIO(data), "7")) == expected
+    got = list(read_capture_file(io.BytesIO(data), "7"))
+    assert got == expected
+    assert all(type(e) is Event for e in got)
     header = parse_header(data)
     assert header is not None
     assert decode_block(header, data[len(header.raw) :], "7") == expected

@@ -6,13 +6,13 @@ import copy
 import dataclasses
 import pickle
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_type_hints
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from statepump.events import Event, new_event
+from statepump.events import Event, EventSlots, new_event
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -57,3 +57,9 @@ def test_keyword_construction_is_unchanged() -> None:
     )
     assert made == new_event("0", 3, "9", T, "k", {"a": 1}, b"x")
     assert made != new_event("0", 4, "9", T, "k", {"a": 1}, b"x")
+
+
+def test_the_slots_class_follows_the_event() -> None:
+    # new_event's __class__ assignment needs the same slots in the same order.
+    assert EventSlots.__slots__ == tuple(f.name for f in dataclasses.fields(Event))
+    assert get_type_hints(EventSlots) == get_type_hints(Event)
