@@ -136,6 +136,7 @@ def make_pump(
         allow_gap=settings.allow_gap,
         hmac_key=settings.hmac_key(),
         gc_interval=settings.gc_interval,
+        catchup_publish_interval=settings.catchup_publish_interval,
         until=until,
         **overrides,
     )

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     )
     allow_gap: bool = Field(False, description="start even if events are missing from every source (logged, counted)")
     gc_interval: float = Field(300.0, ge=0, description="seconds between explicit garbage collections (0: never)")
+    catchup_publish_interval: float = Field(
+        1.0,
+        ge=0,
+        description="while catching up, seconds between the versions served (0: one per batch, as when live)",
+    )
     retry_seconds: float = Field(
         60.0, gt=0, description="how long to keep retrying an unreachable hub or store before giving up"
     )
@@ -375,6 +380,7 @@ STORAGE = (
     "dead_letter_container",
     "allow_gap",
     "gc_interval",
+    "catchup_publish_interval",
 )
 COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "run": (*COMMON, *STORAGE, "socket", "socket_group", "listen", "listen_any"),

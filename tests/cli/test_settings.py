@@ -51,6 +51,7 @@ SECRET = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedA
         ({"partition": "a/b"}, "--partition (STATEPUMP_PARTITION / partition)"),
         ({"port": "many"}, "--port (STATEPUMP_PORT / port)"),
         ({"gc_interval": "-1"}, "--gc-interval"),
+        ({"catchup_publish_interval": "-0.5"}, "--catchup-publish-interval"),
         ({"poison_policy": "ignore"}, "--poison-policy"),
         ({"capture_name_format": "{Year}/{Month}"}, "lacks the mandatory field"),
         ({"data": "d", "in_memory": True}, "--data or --in-memory"),
@@ -108,3 +109,13 @@ def test_json_is_the_flag_the_variable_and_the_toml_key(tmp_path: Path) -> None:
     assert not load({}, environ={"JSON": "true"}).json_output  # an unprefixed variable is not ours
     assert load({"config": str(toml)}, environ={}).json_output
     assert not load({"config": str(toml)}, environ={"STATEPUMP_JSON": "false"}).json_output
+
+
+def test_the_catch_up_publish_interval_reaches_the_pump() -> None:
+    from statepump.components import make_pump
+    from statepump.sources.memory import MemorySource
+
+    s = load({"catchup_publish_interval": "0.25"}, environ={})
+    pump = make_pump(s, source=MemorySource(), store=None)
+    assert pump.catchup_publish_interval == 0.25
+    assert load({}, environ={}).catchup_publish_interval == 1.0
