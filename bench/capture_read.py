@@ -11,15 +11,19 @@ already holds them), then reads them three ways, ``--runs`` times each
 * ``CaptureSource.read``: the whole source path (listing, framing into
   blocks, decoding, ordering and gap checks, batching), from a directory
 
+``--paused`` turns the cyclic collector off for each timed run, as the pump
+(and figure 3) does during a catch-up.
+
 Usage::
 
-    .venv/bin/python bench/capture_read.py [--events N] [--files N] [--codec null|deflate] [--dir PATH]
+    .venv/bin/python bench/capture_read.py [--events N] [--files N] [--codec null|deflate] [--dir PATH] [--paused]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -32,6 +36,7 @@ from pathlib import Path
 
 import fastavro
 
+from statepump import collector
 from statepump.capture import DEFAULT_NAME_FORMAT, read_capture_file, render_name, write_capture_file
 from statepump.events import Event
 from statepump.sources.capture import CaptureSource
@@ -92,7 +97,9 @@ def statepump_source(root: Path) -> int:
     return asyncio.run(go())
 
 
-def measure(methods: dict[str, Callable[[], int]], runs: int, expected: int) -> dict[str, float]:
+def measure(
+    methods: dict[str, Callable[[], int]], runs: int, expected: int, *, paused: bool = False
+) -> dict[str, float]:
     """Median events/s of each method, by wall clock and by CPU time (the
     process's, all threads). Runs are interleaved (a, b, c, a, b, c, ...) so
     that a change in the machine's load touches every method alike; on a
@@ -101,9 +108,10 @@ def measure(methods: dict[str, Callable[[], int]], runs: int, expected: int) -> 
     cpu: dict[str, list[float]] = {label: [] for label in methods}
     for _ in range(runs):
         for label, fn in methods.items():
-            started, started_cpu = time.perf_counter(), time.process_time()
-            n = fn()
-            elapsed, elapsed_cpu = time.perf_counter() - started, time.process_time() - started_cpu
+            with collector.paused() if paused else contextlib.nullcontext():
+                started, started_cpu = time.perf_counter(), time.process_time()
+                n = fn()
+                elapsed, elapsed_cpu = time.perf_counter() - started, time.process_time() - started_cpu
             if n != expected:
                 sys.exit(f"{label}: read {n} events, expected {expected}")
             wall[label].append(n / elapsed)
@@ -123,6 +131,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--codec", choices=["null", "deflate"], default="null")
     parser.add_argument("--dir", type=Path, default=None, help="where to keep the files (default: a temp dir)")
+    parser.add_argument("--paused", action="store_true", help="cyclic collector off while timing, as in the pump")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.dir or Path(tmp)
@@ -143,6 +152,7 @@ def main() -> None:
             },
             args.runs,
             args.events,
+            paused=args.paused,
         )
         base = medians["fastavro.reader (raw)"]
         print(
