@@ -19,7 +19,7 @@ Rules, in the order they are checked for each event:
    serving the last good version; under ``skip`` the event is recorded in
    ``result.skipped`` and the version moves past it with the state unchanged.
 
-A batch produces one version: callers publish once per batch, and that
+A batch produces one version (a :class:`Folder`, several batches), and that
 version's sequence number is the last event it covers, so every published
 version corresponds to exactly one sequence number. Since no one sees the
 states between two events of a batch, a reducer with a ``batch`` hook (see

@@ -17,8 +17,10 @@ This is the I/O shell around the pure core. It owns one loop, ``_run``::
                        may still write the missing files).
 
 Readers never take a lock: ``pump.version`` is replaced by one reference
-assignment per batch (atomic under the GIL), and a ``Version`` is immutable,
-so a reader sees the state for event N or N+1, never something in between.
+assignment per publish (atomic under the GIL), and a ``Version`` is immutable,
+so a reader sees the state for event N or a later one, never something in
+between. Live, every batch is published; while catching up, the batches go
+into one open ``Folder`` published about once a second (``_apply``).
 """
 
 from __future__ import annotations
@@ -640,7 +642,7 @@ class Pump(Generic[S]):
         the catch-up) the fold stays open across batches and is published
         only when it reaches that number, every ``catchup_publish_interval``
         seconds, or when the step ends: one freeze for many batches is what
-        lets the reducer rebuild its state in one pass (a replay 1.9x as fast,
+        lets the reducer rebuild its state in one pass (a replay 1.45x as fast,
         see ``Folder``), and a catch-up has no one waiting on each version.
         A gap or a poison event publishes what came before it at once.
         """
