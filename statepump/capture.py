@@ -34,7 +34,6 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Final, Literal
 
 import fastavro
-import msgpack
 
 from statepump.errors import StatepumpError
 from statepump.events import Event, EventSlots, new_event
@@ -80,7 +79,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # ``_EPOCH + _MILLISECOND * n`` is ``_EPOCH + timedelta(milliseconds=n)`` (the
 # same exact integer arithmetic, the same OverflowError) at 40 % of the cost.
 _MILLISECOND = timedelta(milliseconds=1)
-_MICROSECOND = timedelta(microseconds=1)
 _SECOND: Final = timedelta(seconds=1)
 #: ``_MILLISECONDS[n]`` is ``timedelta(milliseconds=n)``, for n below 1000.
 _MILLISECONDS: Final = tuple(_MILLISECOND * n for n in range(1000))
@@ -691,14 +689,6 @@ def _read_long(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
             raise CaptureFormatError(f"a varint at byte {pos} is longer than 64 bits")
 
 
-def block_record_count(block: bytes | bytearray) -> int:
-    """How many records the block starting ``block`` holds (its first field), without decoding them."""
-    count = _read_long(block, 0)
-    if count is None or count[0] < 0:
-        raise CaptureFormatError("a block does not start with a record count")
-    return count[0]
-
-
 def parse_header(buf: bytes | bytearray, *, name: str = "capture file") -> AvroHeader | None:
     """The header at the start of ``buf``, or ``None`` if more bytes are needed.
 
@@ -837,48 +827,6 @@ def decode_block(
     events: list[Event] = []
     _decode_records(_avro_reader(io.BytesIO(header.raw + block), name), partition, name, position, events)
     return events
-
-
-# A catch-up can decode Capture blocks in a second process (see
-# statepump.sources.capture) while this one folds. Events go back as one flat
-# msgpack array per block: six fields an event, no per-event objects to pickle,
-# which measured as costly as decoding the records in the first place.
-_PACKED_FIELDS = 6
-
-
-def decode_block_packed(
-    header: AvroHeader | None, block: bytes, partition: str, *, name: str = "capture file", position: int = 0
-) -> bytes:
-    """:func:`decode_block`, its events packed for :func:`unpack_events`.
-
-    >>> out = io.BytesIO()
-    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> _ = write_capture_file(out, [Event("0", 5, "80", t, "k", {"n": 1}, b"{}")])
-    >>> header = parse_header(out.getvalue())
-    >>> events = unpack_events(decode_block_packed(header, out.getvalue()[len(header.raw) :], "0"), "0")
-    >>> events == [Event("0", 5, "80", t, "k", {"n": 1}, b"{}")]
-    True
-    """
-    events = decode_block(header, block, partition, name=name, position=position)
-    flat: list[Any] = []
-    add = flat.extend
-    epoch, microsecond = _EPOCH, _MICROSECOND
-    for e in events:
-        add((e.sequence, e.offset, (e.enqueued_time - epoch) // microsecond, e.partition_key, e.properties, e.body))
-    return msgpack.packb(flat)  # type: ignore[no-any-return]
-
-
-def unpack_events(packed: bytes, partition: str) -> list[Event]:
-    """The events :func:`decode_block_packed` packed, equal to the ones it decoded."""
-    flat = msgpack.unpackb(packed)
-    if len(flat) % _PACKED_FIELDS:
-        raise CaptureFormatError(f"packed events: {len(flat)} fields is not a whole number of events")
-    each = [iter(flat)] * _PACKED_FIELDS  # one iterator six times: zip takes an event's fields in turn
-    epoch = _EPOCH
-    return [
-        new_event(partition, sequence, offset, epoch + timedelta(microseconds=micros), key, properties, body)
-        for sequence, offset, micros, key, properties, body in zip(*each, strict=True)
-    ]
 
 
 def last_block_start(tail: bytes, sync: bytes, *, name: str = "capture file") -> int | None:

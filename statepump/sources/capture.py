@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import collections
 import heapq
 import logging
 import os
@@ -57,19 +56,16 @@ from statepump.capture import (
     BlockSplitter,
     CaptureFormatError,
     CaptureName,
-    block_record_count,
     decode_block,
     last_block_start,
     name_prefix,
     parse_block,
     parse_header,
     parse_name,
-    unpack_events,
     validate_name_format,
 )
 from statepump.errors import SequenceGapError
 from statepump.events import Event, PartitionBounds
-from statepump.sources.capture_decoder import DecodeProcess, DecoderGone
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +75,6 @@ PROBE_BYTES = 256 * 1024
 CHUNK_BYTES = 4 * 1024 * 1024
 #: Blocks are decoded in groups of about this many bytes.
 GROUP_BYTES = 512 * 1024
-#: A read of at least this much file data decodes in a second process (see ``CaptureSource.decode_process``):
-#: starting one costs about 0.2 s, the decoding of some 5 MB here.
-DECODE_PROCESS_BYTES = 16 * 1024 * 1024
-#: Groups of blocks in the decoding process at once: enough to keep it busy while this process folds.
-DECODE_AHEAD = 3
 
 
 # --------------------------------------------------------------------------- where the files are
@@ -270,7 +261,6 @@ class CaptureSource:
         time_hint: datetime | None = None,
         batch_size: int = 1000,
         max_reorder: int = 100_000,
-        decode_process: bool | None = None,
     ) -> None:
         self.files = files
         self.namespace = namespace
@@ -280,16 +270,11 @@ class CaptureSource:
         self.time_hint = time_hint
         self.batch_size = batch_size
         self.max_reorder = max_reorder
-        #: Decode in a second process (:mod:`statepump.sources.capture_decoder`) while this one
-        #: folds: ``None`` when a read has at least :data:`DECODE_PROCESS_BYTES` to go through and
-        #: this process may run on two CPUs or more; ``True`` for every read; ``False`` never.
-        self.decode_process = decode_process
         self.description = f"Capture of {namespace}/{eventhub} partition {partition} in {files.description}"
         self._probes: dict[str, _Probe | None] = {}  # a written Capture file never changes
         self._empty_sizes: set[int] = set()
         self._last_enqueued: tuple[int, datetime | None] | None = None
         self._closed = False
-        self._decoder_lost = False  # warned once that a decoding process died
 
     # -- construction
 
@@ -405,66 +390,61 @@ class CaptureSource:
         tie = 0
         last_file = ""
         batch: list[Event] = []
-        decoder = await self._decoder(files[start:])
-        try:
-            for f in files[start:]:
-                before_file = expected
-                async for events in self._blocks(f, decoder):
-                    if (
-                        not heap
-                        and events
-                        and events[0].sequence == expected
-                        and events[-1].sequence == expected + len(events) - 1
-                        and [e.sequence for e in events] == list(range(expected, expected + len(events)))
-                    ):
-                        # The common case: the next events, in order; no heap needed.
-                        batch.extend(events)
-                        expected += len(events)
-                        events = []
-                    for event in events:
-                        seq = event.sequence
-                        if seq < expected:
-                            continue  # before the start, or a duplicate
-                        if seq == expected and not heap:
-                            batch.append(event)
+        for f in files[start:]:
+            before_file = expected
+            async for events in self._blocks(f):
+                if (
+                    not heap
+                    and events
+                    and events[0].sequence == expected
+                    and events[-1].sequence == expected + len(events) - 1
+                    and [e.sequence for e in events] == list(range(expected, expected + len(events)))
+                ):
+                    # The common case: the next events, in order; no heap needed.
+                    batch.extend(events)
+                    expected += len(events)
+                    events = []
+                for event in events:
+                    seq = event.sequence
+                    if seq < expected:
+                        continue  # before the start, or a duplicate
+                    if seq == expected and not heap:
+                        batch.append(event)
+                        expected += 1
+                        continue
+                    tie += 1
+                    heapq.heappush(heap, (seq, tie, event))
+                    if len(heap) > self.max_reorder:
+                        raise SequenceGapError(
+                            expected,
+                            heap[0][0],
+                            where=f"in {self.description}: more than {self.max_reorder} events "
+                            f"arrived without it, in {f.name}",
+                        )
+                    while heap and heap[0][0] <= expected:
+                        seq0, _, ev0 = heapq.heappop(heap)
+                        if seq0 == expected:
+                            batch.append(ev0)
                             expected += 1
-                            continue
-                        tie += 1
-                        heapq.heappush(heap, (seq, tie, event))
-                        if len(heap) > self.max_reorder:
-                            raise SequenceGapError(
-                                expected,
-                                heap[0][0],
-                                where=f"in {self.description}: more than {self.max_reorder} events "
-                                f"arrived without it, in {f.name}",
-                            )
-                        while heap and heap[0][0] <= expected:
-                            seq0, _, ev0 = heapq.heappop(heap)
-                            if seq0 == expected:
-                                batch.append(ev0)
-                                expected += 1
-                    if len(batch) >= self.batch_size:
-                        self._seen(batch[-1])
-                        yield batch
-                        batch = []
-                if heap:
-                    # Every event of this file must continue the sequence by its end.
-                    raise SequenceGapError(
-                        expected,
-                        heap[0][0],
-                        where=f"in {self.description}: "
-                        + (f"{last_file} ends at {expected - 1} and " if last_file else "")
-                        + f"{f.name} holds {heap[0][0]}",
-                    )
-                if expected > before_file:
-                    last_file = f.name
-                if batch:
+                if len(batch) >= self.batch_size:
                     self._seen(batch[-1])
                     yield batch
                     batch = []
-        finally:
-            if decoder is not None:
-                await decoder.close()
+            if heap:
+                # Every event of this file must continue the sequence by its end.
+                raise SequenceGapError(
+                    expected,
+                    heap[0][0],
+                    where=f"in {self.description}: "
+                    + (f"{last_file} ends at {expected - 1} and " if last_file else "")
+                    + f"{f.name} holds {heap[0][0]}",
+                )
+            if expected > before_file:
+                last_file = f.name
+            if batch:
+                self._seen(batch[-1])
+                yield batch
+                batch = []
 
     # -- internals
 
@@ -577,25 +557,8 @@ class CaptureSource:
                 step *= 2
         return best
 
-    async def _decoder(self, files: list[_File]) -> DecodeProcess | None:
-        """A decoding process for a read of ``files``, if it is worth one (see :attr:`decode_process`)."""
-        wanted = self.decode_process
-        if wanted is None:
-            wanted = len(os.sched_getaffinity(0)) > 1 and sum(f.size for f in files) >= DECODE_PROCESS_BYTES
-        if not wanted:
-            return None
-        try:
-            return await DecodeProcess.start()
-        except OSError as exc:
-            log.warning("%s: no decoding process (%s); decoding here", self.description, exc)
-            return None
-
-    async def _blocks(self, f: _File, decoder: DecodeProcess | None = None) -> AsyncIterator[list[Event]]:
-        """The events of ``f``, a block at a time, in the file's order.
-
-        With a ``decoder``, up to :data:`DECODE_AHEAD` groups of blocks are
-        decoding in it while the caller folds the events of the one before.
-        """
+    async def _blocks(self, f: _File) -> AsyncIterator[list[Event]]:
+        """The events of ``f``, a block at a time, in the file's order."""
         if f.size in self._empty_sizes or (f.name in self._probes and self._probes[f.name] is None):
             return
         probe = self._probes.get(f.name)
@@ -605,54 +568,25 @@ class CaptureSource:
         position = 0
         group: list[bytes] = []
         grouped = 0
-        decoding: collections.deque[tuple[asyncio.Future[bytes], bytes, int]] = collections.deque()
-        disappeared = False
         try:
-            try:
-                async for chunk in self.files.chunks(f.name):
-                    blocks = splitter.feed(chunk)
-                    # Decode neighbouring small blocks together: one fastavro reader per
-                    # group instead of per block, memory still bounded by GROUP_BYTES.
-                    for i in range(len(blocks)):
-                        group.append(blocks[i])
-                        grouped += len(blocks[i])
-                        if grouped >= GROUP_BYTES or i == len(blocks) - 1:
-                            data = b"".join(group)
-                            count = sum(block_record_count(b) for b in group)
-                            group.clear()
-                            grouped = 0
-                            header = splitter.header
-                            if decoder is None or header is None:
-                                yield decode_block(header, data, self.partition, name=f.name, position=position)
-                            else:
-                                future = await decoder.decode(header, data, self.partition, f.name, position)
-                                decoding.append((future, data, position))
-                                while len(decoding) > DECODE_AHEAD:
-                                    yield await self._decoded(f, header, *decoding.popleft())
-                            position += count
-            except FileNotFoundError:
-                log.warning("%s: %s disappeared while reading", self.description, f.name)
-                disappeared = True
-            while decoding:
-                assert splitter.header is not None
-                yield await self._decoded(f, splitter.header, *decoding.popleft())
-        finally:
-            for future, _, _ in decoding:  # a reader that stopped early
-                future.cancel()
-        if not disappeared:
-            splitter.finish()
-
-    async def _decoded(
-        self, f: _File, header: AvroHeader, future: asyncio.Future[bytes], data: bytes, position: int
-    ) -> list[Event]:
-        """The events of a group sent to the decoding process; decoded here if the process is gone."""
-        try:
-            return unpack_events(await future, self.partition)
-        except DecoderGone as gone:
-            if not self._decoder_lost:
-                self._decoder_lost = True
-                log.warning("%s: %s; decoding here instead", self.description, gone)
-            return decode_block(header, data, self.partition, name=f.name, position=position)
+            async for chunk in self.files.chunks(f.name):
+                blocks = splitter.feed(chunk)
+                # Decode neighbouring small blocks together: one fastavro reader per
+                # group instead of per block, memory still bounded by GROUP_BYTES.
+                for i in range(len(blocks)):
+                    group.append(blocks[i])
+                    grouped += len(blocks[i])
+                    if grouped >= GROUP_BYTES or i == len(blocks) - 1:
+                        data = b"".join(group)
+                        group.clear()
+                        grouped = 0
+                        events = decode_block(splitter.header, data, self.partition, name=f.name, position=position)
+                        position += len(events)
+                        yield events
+        except FileNotFoundError:
+            log.warning("%s: %s disappeared while reading", self.description, f.name)
+            return
+        splitter.finish()
 
     async def _last_block(self, f: _File) -> list[Event]:
         """The events of the last block of ``f``, read from its end."""

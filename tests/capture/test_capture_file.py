@@ -18,14 +18,12 @@ from statepump.capture import (
     CaptureFormatError,
     _decode_records,
     decode_block,
-    decode_block_packed,
     format_enqueued_time,
     last_block_start,
     parse_enqueued_time,
     parse_header,
     read_capture_file,
     record_to_event,
-    unpack_events,
     write_capture_file,
 )
 from statepump.events import Event
@@ -377,10 +375,6 @@ def test_every_record_becomes_the_event_it_stands_for(rows: list[tuple[Any, ...]
     header = parse_header(data)
     assert header is not None
     assert decode_block(header, data[len(header.raw) :], "7") == expected
-    # As a decoding process hands them back: equal, and real Events.
-    unpacked = unpack_events(decode_block_packed(header, data[len(header.raw) :], "7"), "7")
-    assert unpacked == expected
-    assert all(type(e) is Event for e in unpacked)
 
 
 def test_a_time_out_of_range_names_the_record_after_yielding_the_ones_before() -> None:

@@ -7,8 +7,6 @@ files can be; the Blob run starts Azurite (tests/fixtures/azurite.py).
 from __future__ import annotations
 
 import io
-import os
-import signal
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -27,7 +25,6 @@ from statepump.capture import (
     CAPTURE_SCHEMA,
     DEFAULT_NAME_FORMAT,
     CaptureFormatError,
-    event_to_record,
     render_name,
     write_capture_file,
 )
@@ -35,7 +32,6 @@ from statepump.errors import SequenceGapError
 from statepump.events import Event
 from statepump.sources import EventSource
 from statepump.sources.capture import CaptureFiles, CaptureSource, DirectoryFiles, StoredFile
-from statepump.sources.capture_decoder import DecodeProcess
 from tests.fixtures.azurite import Azurite
 
 T0 = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -554,67 +550,3 @@ async def test_memory_stays_flat_while_reading_a_big_file(tmp_path: Path) -> Non
     assert count == 80_000
     assert size > 8_000_000
     assert peak < size / 3, f"peak {peak:,} bytes while reading a {size:,}-byte file"
-
-
-# --------------------------------------------------------------------------- a decoding process
-
-
-async def test_a_decoding_process_reads_exactly_what_this_process_reads(tmp_path: Path) -> None:
-    backend = DirBackend(tmp_path)
-    for w in range(3):
-        events = (ev(i) for i in range(w * 7_000, (w + 1) * 7_000))
-        await backend.put_window(w, events, codec="deflate" if w else "null")
-    here, there = backend.source(decode_process=False), backend.source(decode_process=True)
-    try:
-        expected = await read_all(here, after=4_999)
-        assert [e.sequence for e in expected] == list(range(5_000, 21_000))
-        assert await read_all(there, after=4_999) == expected
-    finally:
-        await here.close()
-        await there.close()
-
-
-async def test_a_bad_record_is_the_same_error_from_a_decoding_process(tmp_path: Path) -> None:
-    backend = DirBackend(tmp_path)
-    records = [event_to_record(ev(i)) for i in range(3_000)]
-    records[2_500]["SequenceNumber"] = -1
-    buf = io.BytesIO()
-    fastavro.writer(buf, fastavro.parse_schema(CAPTURE_SCHEMA), records)
-    await backend.put_window(0, buf.getvalue())
-    errors = []
-    for decode_process in (False, True):
-        source = backend.source(decode_process=decode_process)
-        try:
-            with pytest.raises(CaptureFormatError, match="record #2500: SequenceNumber -1 is negative") as info:
-                await read_all(source)
-            errors.append(str(info.value))
-        finally:
-            await source.close()
-    assert errors[0] == errors[1]
-
-
-async def test_a_decoding_process_that_dies_leaves_nothing_out(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    backend = DirBackend(tmp_path)
-    await backend.put_window(0, (ev(i) for i in range(60_000)), codec="deflate")
-    started: list[DecodeProcess] = []
-    start = DecodeProcess.start.__func__  # type: ignore[attr-defined]
-
-    async def spy(cls: type[DecodeProcess]) -> DecodeProcess:
-        process: DecodeProcess = await start(cls)
-        started.append(process)
-        return process
-
-    monkeypatch.setattr(DecodeProcess, "start", classmethod(spy))
-    source = backend.source(decode_process=True, batch_size=100)
-    try:
-        reader = source.read(-1).__aiter__()
-        got = [e.sequence for e in await reader.__anext__()]
-        assert len(started) == 1
-        os.kill(started[0].pid, signal.SIGKILL)
-        got += [e.sequence async for batch in reader for e in batch]
-    finally:
-        await source.close()
-    assert got == list(range(60_000))
-    assert "decoding here instead" in caplog.text

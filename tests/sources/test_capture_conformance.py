@@ -50,25 +50,6 @@ class TestCaptureDirectoryConformance(SourceConformance):
         return make
 
 
-class TestCaptureDecodeProcessConformance(SourceConformance):
-    """Blocks decoded in a second process (as a long catch-up does)."""
-
-    live = False
-
-    @pytest.fixture
-    def publish(self, tmp_path: Path) -> Publish:
-        async def make(events: list[Published]) -> CaptureSource:
-            for name, data in capture_files(events):
-                path = tmp_path / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-            return CaptureSource.from_directory(
-                tmp_path, namespace="ns", eventhub="hub", partition="0", decode_process=True
-            )
-
-        return make
-
-
 class TestCaptureBlobConformance(SourceConformance):
     live = False
 
