@@ -151,7 +151,8 @@ def run(size: Size) -> Figure:
             f"{bound(fold_us):.0%} with this fold, {bound(1e6 / into_dict.median):.0%} with a plain `dict` fold "
             f"({into_dict.median:,.0f} events/s alone): fastavro's time per record is about the time to fold one "
             "event into a 1,000,000-key persistent map, so 50% needs a decoder faster than fastavro (a compiled "
-            "one such as `cavro` read these files 2.2-2.5x faster; not adopted, see the closing note).",
+            "one such as `cavro` read these files 2.2-2.5x faster; not adopted). Decoding in a second process "
+            "while this one folds measured no faster (commit 0254880, reverted): the child's decode is the pace.",
             "The collector is paused for the whole catch-up, as in the pump: with it on between batches this figure "
             "measured 5,163 events/s (1M keys), each young collection walking the state's bucket vector.",
             f"{len(paths)} Capture files, uncompressed; {size.runs} runs after {size.warmup} warm-up.",
