@@ -508,7 +508,8 @@ class _ConfigTransient:
                             self._pending[path] = value
                             return
                         if not _may_hold_long_integer(body):
-                            self._pending[path] = _shared(value)
+                            # A float is a scalar too; containers are frozen, equal ones shared.
+                            self._pending[path] = value if type(value) is float else _shared(value)
                             return
                 elif kind == "delete":
                     self._pending[path] = _DELETED
