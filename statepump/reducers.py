@@ -575,7 +575,7 @@ def _map_update(node: PMap[Any, Any], changes: Mapping[Any, Any]) -> PMap[Any, A
 
 # A batch of at least one key per 8 buckets rebuilds the vector. Measured on the
 # 2M buckets of a 1M-key map (updates of random keys, freeing the result included):
-# the rebuild costs about 170 ms plus 1.5 µs a key, the evolver 2-2.5 µs a key;
+# the rebuild costs about 180 ms plus 1.9 µs a key, the evolver 2.5 µs a key;
 # even at 260k keys, the evolver 4.8x faster at 16k, the rebuild ahead beyond.
 _REBUILD_SHARE = 8
 
