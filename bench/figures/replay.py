@@ -164,7 +164,7 @@ def run(size: Size) -> Figure:
             f"({expected_keys:,} distinct keys at the end); {runs} rounds after a warm-up, each running the "
             "pump, `repository.get` and the two folds below once.",
             "eventsourcing's aggregate is a mutable dict; statepump's pump folds the source's batches of 1,000 "
-            "into one open `Folder` while it catches up and publishes an immutable pmap at least every "
+            "into one open `Folder` while it catches up and publishes an immutable pmap about every "
             f"{CATCHUP_PUBLISH_INTERVAL:g} s and when caught up (the `config` reducer's batch hook gathers the "
             "keys in a dict and rebuilds the map's buckets in one pass; equal object values are frozen once "
             "and shared).",
