@@ -565,6 +565,9 @@ def _map_update(node: PMap[Any, Any], changes: Mapping[Any, Any]) -> PMap[Any, A
                     touched[index] = [(key, value)]
                     size += 1
                 continue
+            if len(old) == 1 and value is not _DELETED and old[0][0] == key:  # the next: the key, alone
+                touched[index] = [(key, value)]
+                continue
             bucket = touched[index] = list(old)
         size += _change(bucket, key, value)
     evolver = buckets.evolver()
