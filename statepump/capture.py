@@ -76,12 +76,9 @@ Codec = Literal["null", "deflate"]
 _PARSED_SCHEMA = fastavro.parse_schema(CAPTURE_SCHEMA)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# ``_EPOCH + _MILLISECOND * n`` is ``_EPOCH + timedelta(milliseconds=n)`` (the
-# same exact integer arithmetic, the same OverflowError) at 40 % of the cost.
-_MILLISECOND = timedelta(milliseconds=1)
 _SECOND: Final = timedelta(seconds=1)
 #: ``_MILLISECONDS[n]`` is ``timedelta(milliseconds=n)``, for n below 1000.
-_MILLISECONDS: Final = tuple(_MILLISECOND * n for n in range(1000))
+_MILLISECONDS: Final = tuple(timedelta(milliseconds=n) for n in range(1000))
 #: Records :func:`read_capture_file` decodes ahead of what it has yielded.
 _STREAM_RECORDS = 256
 
