@@ -124,7 +124,7 @@ def test_versions_carry_the_last_events_time_and_the_apply_time() -> None:
     assert v.partition == "0"
 
 
-# A batch of exactly the next events takes a loop with no per-event checks: the same results.
+# Poison at any place in a batch of exactly the next events, with and without the batch hook.
 GOOD = b'{"op":"set","path":"k","value":1}'
 
 
