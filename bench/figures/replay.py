@@ -104,8 +104,8 @@ def run(size: Size) -> Figure:
 
     # For comparison: the fold alone (no pump) with a version per batch, as once live; a plain dict
     # loop with the same JSON decoding; and the fold one immutable update per event (the reducer
-    # without its batch hook). The
-    # folds run interleaved with the pump's runs, so that all three see the same machine.
+    # without its batch hook). The folds run interleaved with the pump's runs, so that all three
+    # see the same machine.
     one_at_a_time = Reducer(config.name, config.version, config.apply, config.initial)
 
     def fold_alone(reducer: Reducer[Any]) -> float:
