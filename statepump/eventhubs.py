@@ -479,7 +479,10 @@ class PromptTransport(PyamqpTransportAsync):
     and the receive task pauses only when a pass neither read nor waited on
     the socket (:func:`receive_pause`) or the buffer is full (it waits for
     the callback to take a batch, at most the SDK's 50 ms). What the tasks
-    do with the buffer, credit, errors and retries is the SDK's.
+    do with the buffer, credit, errors and retries is the SDK's, but for one
+    thing: a consumer whose connection fails to open raises, where the SDK
+    ends its receive quietly and its event processor at once starts another
+    (so every reconnect goes through the reader's own budget and count).
 
     Install it on a consumer client with :func:`prompt_receive`;
     ``tests/eventhubs/test_transport_contract.py`` pins the SDK internals it
@@ -547,7 +550,9 @@ class PromptTransport(PyamqpTransportAsync):
                     # connect it again, on every pass, for as long as the callback stays blocked.
                     return
                 try:
+                    opening = not consumer.running
                     await consumer._open()
+                    opening = False
                     async with consumer._message_buffer_lock:
                         buffered = len(consumer._message_buffer)
                     if buffered > max_batch_size:
@@ -565,13 +570,17 @@ class PromptTransport(PyamqpTransportAsync):
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    # The SDK's own handling, unchanged: no retry without the optional dependency, a
-                    # stolen link is final, a closed consumer ends quietly, else retry from the last event.
+                    # The SDK's own handling: no retry without the optional dependency, a stolen link is
+                    # final, a closed consumer ends quietly, else retry from the last event. One change:
+                    # the SDK takes "not running" for "closed by its owner", but a consumer whose
+                    # connection failed to open is not running either. Ending quietly then made the
+                    # SDK's event processor call receive() again at once: a hub that went away while a
+                    # session opened was retried every few milliseconds, silently, outside any budget.
                     if isinstance(exc, ImportError):
                         raise
                     if isinstance(exc, AMQPLinkError) and exc.condition == ErrorCondition.LinkStolen:
                         raise await consumer._handle_exception(exc) from None
-                    if not consumer.running:
+                    if consumer.closed or (not consumer.running and not opening):
                         return
                     if consumer._last_received_event:
                         consumer._offset = consumer._last_received_event.offset

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 
+from statepump.emulator import Emulator
 from statepump.eventhubs import Backoff, HubUnreachable
 from statepump.events import Event
 from statepump.sources.eventhubs import EventHubSource
 from tests.eventhubs.hub import drain, numbered, put, read_until
 from tests.fixtures.emulator import EmulatorProcess, free_port
+from tests.fixtures.proxy import LoopbackProxy
 
 pytestmark = pytest.mark.emulator
 
@@ -184,3 +186,89 @@ async def test_hub_down_at_start_within_the_budget_comes_up(
     assert [e.body for e in events] == numbered(25)
     assert (bounds.first, bounds.last) == (0, 24)
     assert source.reconnects >= 2
+
+
+@contextlib.asynccontextmanager
+async def behind_a_proxy(emulator: Emulator) -> AsyncIterator[tuple[LoopbackProxy, str]]:
+    """A proxy in front of ``emulator``, and the connection string that goes through it."""
+    proxy = LoopbackProxy(emulator.port)
+    port = await proxy.start()
+    try:
+        yield proxy, emulator.connection_string.replace(f":{emulator.port}/", f":{port}/")
+    finally:
+        await proxy.close()
+
+
+async def read_into(source: EventHubSource, events: list[Event]) -> None:
+    async for batch in source.read(-1):
+        events.extend(batch)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+def reconnect_warnings(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("reconnect attempt" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+
+# The SDK's event processor opens one connection to claim the partition and another for the receive
+# link: admitting exactly one more lets a session claim, then fail to open, every time.
+
+
+async def test_a_hub_lost_while_a_session_opens_is_retried_counted_and_resumed(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="statepump.sources")
+    await put(emulator.connection_string, numbered(10))
+    async with behind_a_proxy(emulator) as (proxy, connection_string):
+        source = EventHubSource(
+            connection_string=connection_string,
+            max_wait=0.2,
+            retry=Backoff(initial=0.05, maximum=0.2, max_seconds=60),
+        )
+        events: list[Event] = []
+        reading = asyncio.create_task(read_into(source, events))
+        try:
+            await until(lambda: len(events) == 10)
+            proxy.admit = 1
+            await proxy.cut()
+            await until(lambda: reconnect_warnings(caplog) >= 3)
+            refused_while_down = proxy.refused
+            proxy.admit = None
+            await put(emulator.connection_string, numbered(10, 10))
+            await until(lambda: len(events) == 20)
+        finally:
+            reading.cancel()
+            await source.close()
+    assert [e.sequence for e in events] == list(range(20))
+    # Each failed open is one attempt of the read's own backoff, counted and logged, not a silent spin.
+    assert source.reconnects >= 3
+    assert refused_while_down <= reconnect_warnings(caplog) + 1, refused_while_down
+
+
+async def test_a_hub_lost_while_a_session_opens_ends_in_one_clear_error_after_the_budget(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="statepump.sources")
+    await put(emulator.connection_string, numbered(10))
+    async with behind_a_proxy(emulator) as (proxy, connection_string):
+        source = EventHubSource(
+            connection_string=connection_string,
+            max_wait=0.2,
+            retry=Backoff(initial=0.05, maximum=0.2, max_seconds=1.5),
+        )
+        events: list[Event] = []
+        try:
+            reading = asyncio.create_task(read_into(source, events))
+            await until(lambda: len(events) == 10)
+            proxy.admit = 1
+            await proxy.cut()
+            with pytest.raises(HubUnreachable, match=r"retry budget 1\.5 s"):
+                async with asyncio.timeout(30):
+                    await reading
+        finally:
+            await source.close()
+    assert proxy.refused <= reconnect_warnings(caplog) + 1, proxy.refused

@@ -15,6 +15,7 @@ import pytest
 from azure.eventhub import EventData
 from azure.eventhub._pyamqp.message import Message
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
+from azure.eventhub.exceptions import ConnectError
 
 from statepump.emulator import Emulator
 from statepump.eventhubs import Backoff, HubEndpoint, PromptTransport, arrivals, prompt_receive
@@ -243,3 +244,22 @@ async def test_a_closed_consumer_is_not_opened_again_by_its_receive_task() -> No
     assert opened == []
     assert offline.consumer._callback_task_run is False
     await offline.client.close()
+
+
+async def test_a_consumer_that_cannot_connect_raises_rather_than_ending_as_if_closed() -> None:
+    """A failed open is an error for the reader's retry budget: ending quietly made the SDK's event
+    processor call receive() again at once, a silent reconnect loop."""
+
+    async def on_events(events: list[EventData]) -> None:
+        raise AssertionError("nothing to deliver")
+
+    offline = Offline(on_events)  # nothing listens on its port
+    offline.consumer._callback_task_run = True
+    try:
+        with pytest.raises(ConnectError, match=r"'127\.0\.0\.1', 9\)"):
+            async with asyncio.timeout(10):
+                await PromptTransport._receive_task(offline.consumer, 10)
+        assert offline.consumer._callback_task_run is False
+        assert offline.consumer.closed is False
+    finally:
+        await offline.client.close()

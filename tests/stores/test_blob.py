@@ -22,8 +22,8 @@ from statepump.errors import ConfigError, SnapshotExists
 from statepump.stores import SnapshotStore
 from statepump.stores.blob import BlobRetry, BlobStore, SnapshotStoreUnavailable
 from tests.fixtures.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite, AzuriteProcess
+from tests.fixtures.proxy import LoopbackProxy
 from tests.stores.conformance import SnapshotStoreConformance, StoreFactory
-from tests.stores.reply_dropping_proxy import ReplyDroppingProxy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST_RETRY = BlobRetry(attempts=40, initial_backoff=0.05, max_backoff=0.5, deadline=60)
@@ -265,7 +265,7 @@ async def test_outage_gives_up_after_the_bounded_attempts(azurite_process: Azuri
 
 
 async def test_a_write_whose_reply_was_lost_is_recognised_as_its_own(azurite: Azurite, blob_container: str) -> None:
-    proxy = ReplyDroppingProxy(azurite.port)
+    proxy = LoopbackProxy(azurite.port)
     port = await proxy.start()
     try:
         endpoint = f"http://127.0.0.1:{port}/{ACCOUNT_NAME}"
