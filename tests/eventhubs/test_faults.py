@@ -188,17 +188,6 @@ async def test_hub_down_at_start_within_the_budget_comes_up(
     assert source.reconnects >= 2
 
 
-@contextlib.asynccontextmanager
-async def behind_a_proxy(emulator: Emulator) -> AsyncIterator[tuple[LoopbackProxy, str]]:
-    """A proxy in front of ``emulator``, and the connection string that goes through it."""
-    proxy = LoopbackProxy(emulator.port)
-    port = await proxy.start()
-    try:
-        yield proxy, emulator.connection_string.replace(f":{emulator.port}/", f":{port}/")
-    finally:
-        await proxy.close()
-
-
 async def read_into(source: EventHubSource, events: list[Event]) -> None:
     async for batch in source.read(-1):
         events.extend(batch)
@@ -214,35 +203,50 @@ def reconnect_warnings(caplog: pytest.LogCaptureFixture) -> int:
     return sum("reconnect attempt" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 
-# The SDK's event processor opens one connection to claim the partition and another for the receive
-# link: admitting exactly one more lets a session claim, then fail to open, every time.
+@contextlib.asynccontextmanager
+async def lost_while_a_session_opens(
+    emulator: Emulator, budget: float
+) -> AsyncIterator[tuple[LoopbackProxy, EventHubSource, list[Event], asyncio.Task[None]]]:
+    """A source reading ``emulator`` through a proxy, past its first 10 events, when the proxy cuts
+    every connection and admits one more.
+
+    The SDK's event processor opens one connection to claim the partition and
+    another for the receive link: the next session claims, then fails to open
+    its link; the sessions after it fail at the claim. Yields the proxy, the
+    source (``budget`` seconds of retries), the events it delivered, and the
+    task reading them.
+    """
+    await put(emulator.connection_string, numbered(10))
+    proxy = LoopbackProxy(emulator.port)
+    port = await proxy.start()
+    source = EventHubSource(
+        connection_string=emulator.connection_string.replace(f":{emulator.port}/", f":{port}/"),
+        max_wait=0.2,
+        retry=Backoff(initial=0.05, maximum=0.2, max_seconds=budget),
+    )
+    events: list[Event] = []
+    reading = asyncio.create_task(read_into(source, events))
+    try:
+        await until(lambda: len(events) == 10)
+        proxy.admit = 1
+        await proxy.cut()
+        yield proxy, source, events, reading
+    finally:
+        reading.cancel()
+        await source.close()
+        await proxy.close()
 
 
 async def test_a_hub_lost_while_a_session_opens_is_retried_counted_and_resumed(
     emulator: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="statepump.sources")
-    await put(emulator.connection_string, numbered(10))
-    async with behind_a_proxy(emulator) as (proxy, connection_string):
-        source = EventHubSource(
-            connection_string=connection_string,
-            max_wait=0.2,
-            retry=Backoff(initial=0.05, maximum=0.2, max_seconds=60),
-        )
-        events: list[Event] = []
-        reading = asyncio.create_task(read_into(source, events))
-        try:
-            await until(lambda: len(events) == 10)
-            proxy.admit = 1
-            await proxy.cut()
-            await until(lambda: reconnect_warnings(caplog) >= 3)
-            refused_while_down = proxy.refused
-            proxy.admit = None
-            await put(emulator.connection_string, numbered(10, 10))
-            await until(lambda: len(events) == 20)
-        finally:
-            reading.cancel()
-            await source.close()
+    async with lost_while_a_session_opens(emulator, budget=60) as (proxy, source, events, _):
+        await until(lambda: reconnect_warnings(caplog) >= 3)
+        refused_while_down = proxy.refused
+        proxy.admit = None
+        await put(emulator.connection_string, numbered(10, 10))
+        await until(lambda: len(events) == 20)
     assert [e.sequence for e in events] == list(range(20))
     # Each failed open is one attempt of the read's own backoff, counted and logged, not a silent spin.
     assert source.reconnects >= 3
@@ -253,22 +257,8 @@ async def test_a_hub_lost_while_a_session_opens_ends_in_one_clear_error_after_th
     emulator: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="statepump.sources")
-    await put(emulator.connection_string, numbered(10))
-    async with behind_a_proxy(emulator) as (proxy, connection_string):
-        source = EventHubSource(
-            connection_string=connection_string,
-            max_wait=0.2,
-            retry=Backoff(initial=0.05, maximum=0.2, max_seconds=1.5),
-        )
-        events: list[Event] = []
-        try:
-            reading = asyncio.create_task(read_into(source, events))
-            await until(lambda: len(events) == 10)
-            proxy.admit = 1
-            await proxy.cut()
-            with pytest.raises(HubUnreachable, match=r"retry budget 1\.5 s"):
-                async with asyncio.timeout(30):
-                    await reading
-        finally:
-            await source.close()
+    async with lost_while_a_session_opens(emulator, budget=1.5) as (proxy, _, _, reading):
+        with pytest.raises(HubUnreachable, match=r"retry budget 1\.5 s"):
+            async with asyncio.timeout(30):
+                await reading
     assert proxy.refused <= reconnect_warnings(caplog) + 1, proxy.refused
