@@ -35,7 +35,10 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
+
+from pyrsistent import PMap
+from typing_extensions import TypeVar
 
 from statepump import collector, plan
 from statepump.deadletter import DeadLetter
@@ -47,7 +50,9 @@ from statepump.snapshot import Loaded, initial_version, load_latest
 from statepump.sources import EventSource
 from statepump.stores import SnapshotStore
 
-S = TypeVar("S")
+#: The state's type; a pump built without a ``reducer`` folds with :data:`~statepump.reducers.config`,
+#: whose state is a ``PMap`` (the default lets ``pump = Pump(source)`` type-check without an annotation).
+S = TypeVar("S", default=PMap[Any, Any])
 log = logging.getLogger("statepump.pump")
 
 Subscriber = Callable[[Version[Any], Version[Any]], None]

@@ -7,9 +7,10 @@ import json
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_type
 
 import pytest
+from pyrsistent import PMap
 
 from statepump.client import (
     EXIT_NO_SIDECAR,
@@ -105,7 +106,8 @@ def test_missing_socket_and_refused_socket_name_the_path(socket_dir: Path) -> No
 
 
 async def test_not_ready_carries_the_reason(socket_dir: Path) -> None:
-    pump: Pump[Any] = Pump(MemorySource())  # never started: nothing loaded
+    pump = Pump(MemorySource())  # never started: nothing loaded
+    assert_type(pump, Pump[PMap[Any, Any]])  # without a reducer, mypy knows the config reducer's state
     server = make_server(pump, socket_dir)
     await server.start()
     try:
