@@ -373,6 +373,7 @@ async def _emulator(settings: Settings) -> int:
         ),
         capture_interval=settings.capture_interval,
         capture_name_format=settings.capture_name_format,
+        key=settings.emulator_key.get_secret_value() if settings.emulator_key else None,
     )
     started = time.monotonic()
     await serve_forever(emulator)

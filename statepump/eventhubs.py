@@ -368,9 +368,20 @@ def classify(exc: BaseException) -> Failure:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an SDK error (its later lines repeat it), type included."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    """The first line of an SDK error (its later lines mostly repeat it), type included, and the
+    service's reason where the SDK puts it on a line of its own (a refused token says why there).
+
+    >>> first_line(ConnectionResetError("peer reset\\nError condition: socket"))
+    'ConnectionResetError: peer reset'
+    >>> first_line(ValueError("CBS Token authentication failed.\\nStatus code: 401\\nDescription: InvalidSignature"))
+    'ValueError: CBS Token authentication failed. InvalidSignature'
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    text = lines[0] if lines else ""
+    reason = next((line.removeprefix("Description: ") for line in lines[1:] if line.startswith("Description: ")), "")
+    if reason and reason not in text:
+        text = f"{text} {reason}"
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
 def rejection(endpoint: HubEndpoint, kind: Failure, exc: BaseException, *, partition: str, group: str) -> HubError:

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     retention: float | None = Field(None, gt=0, description="emulator: drop events older than this many seconds")
     admin_port: int | None = Field(None, ge=0, le=65535, description="emulator: loopback admin HTTP port")
     capture_interval: float = Field(300.0, gt=0, description="emulator: seconds per Capture window")
+    emulator_key: SecretStr | None = Field(
+        None, description="emulator: accept only SAS tokens signed with this key (default: any, as the official one)"
+    )
 
     # --- the snapshotter --------------------------------------------------------------------------------
     keep: int = Field(10, ge=1, description="snapshotter: keep at least the newest N snapshots")
@@ -403,6 +406,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
         "capture_interval",
         "capture_name_format",
         "storage_connection_string",
+        "emulator_key",
         "log_level",
     ),
     "snapshotter": (

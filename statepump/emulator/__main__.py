@@ -27,6 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--admin-port", type=int, help="serve the admin HTTP endpoint on this port (0 = free)")
     parser.add_argument("--capture-dir", type=Path, help="write Capture Avro files under this directory")
     parser.add_argument("--capture-interval", type=float, default=300.0, help="Capture window, seconds")
+    parser.add_argument(
+        "--emulator-key", help="accept only SAS tokens signed with this RootManageSharedAccessKey (default: any)"
+    )
     return parser.parse_args(argv)
 
 
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         admin_port=args.admin_port,
         capture_dir=args.capture_dir,
         capture_interval=args.capture_interval,
+        key=args.emulator_key,
     )
     asyncio.run(serve_forever(emulator))
 

@@ -28,7 +28,7 @@ from statepump.emulator.server import AmqpClient
 
 log = logging.getLogger("statepump.emulator")
 
-#: The emulator accepts any key; these only fill the connection string's required fields.
+#: Without ``Emulator(key=...)`` any key is accepted; these fill the connection string's required fields.
 KEY_NAME = "RootManageSharedAccessKey"
 KEY = "emulator-accepts-any-key"
 
@@ -38,7 +38,11 @@ class Emulator:
 
     ``data_dir`` None keeps events in memory; ``admin_port`` None runs no admin
     endpoint (0 picks a free port); ``capture_dir`` or ``capture_container``
-    (with ``storage_connection_string``) turns Capture on.
+    (with ``storage_connection_string``) turns Capture on. ``key`` None
+    accepts any token, as the official emulator does; with a key, clients
+    must put a SAS token signed with it (as ``RootManageSharedAccessKey``)
+    before they may read, write or ask the management node, and a wrong
+    key is refused with 401 as by the service.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class Emulator:
         storage_connection_string: str | None = None,
         capture_interval: float = 300.0,
         capture_name_format: str = DEFAULT_NAME_FORMAT,
+        key: str | None = None,
     ) -> None:
         if retention is not None and retention <= 0:
             raise ValueError(f"retention must be a positive number of seconds, not {retention}")
@@ -77,6 +82,7 @@ class Emulator:
         self._storage_connection_string = storage_connection_string
         self._capture_interval = capture_interval
         self._capture_name_format = capture_name_format
+        self.key = key
         self.hub: Hub | None = None
         self.capturer: Capturer | None = None
         self._clients: set[AmqpClient] = set()
@@ -89,7 +95,7 @@ class Emulator:
         """A connection string the ``azure-eventhub`` SDK accepts for this emulator."""
         return (
             f"Endpoint=sb://{self.host}:{self.port}/;SharedAccessKeyName={KEY_NAME};"
-            f"SharedAccessKey={KEY};EntityPath={self.eventhub};UseDevelopmentEmulator=true"
+            f"SharedAccessKey={self.key or KEY};EntityPath={self.eventhub};UseDevelopmentEmulator=true"
         )
 
     def _hub(self) -> Hub:
@@ -105,7 +111,9 @@ class Emulator:
         self.hub = hub
         loop = asyncio.get_running_loop()
         try:
-            self._server = await loop.create_server(lambda: AmqpClient(hub, self._clients), self.host, self.port)
+            self._server = await loop.create_server(
+                lambda: AmqpClient(hub, self._clients, key_name=KEY_NAME, key=self.key), self.host, self.port
+            )
             self.port = self._server.sockets[0].getsockname()[1]
             if self.admin_port is not None:
                 self._admin = await start_admin(hub, self.host, self.admin_port)
@@ -190,7 +198,10 @@ async def serve_forever(emulator: Emulator) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     admin = f" admin http://{emulator.host}:{emulator.admin_port}" if emulator.admin_port is not None else ""
-    log.info("Event Hubs emulator ready: %s%s", emulator.connection_string, admin)
+    shown = emulator.connection_string
+    if emulator.key is not None:  # a chosen key is a secret: the log names where it came from instead
+        shown = shown.replace(f"SharedAccessKey={emulator.key};", "SharedAccessKey=<the key it was given>;")
+    log.info("Event Hubs emulator ready: %s%s", shown, admin)
     try:
         await stop.wait()
     finally:

@@ -5,7 +5,10 @@ node (the SDK sends no ``reply-to``), with the request's ``message-id`` echoed
 unchanged as ``correlation-id`` and the outcome in the application properties
 ``status-code`` / ``status-description``.
 
-The emulator accepts any token: ``put-token`` only checks the request's shape.
+By default the emulator accepts any token, as the official one does:
+``put-token`` only checks the request's shape. Given a key, it checks SAS
+tokens as the service does (:func:`sas_token_problem`) and answers 401 to a
+bad one, so a wrong key can be tested against the real SDK.
 
 >>> from statepump.emulator import wire
 >>> request = wire.Message(
@@ -20,8 +23,12 @@ The emulator accepts any token: ``put-token`` only checks the request's shape.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qs, quote_plus
 
 from statepump.emulator import wire
 from statepump.emulator.log import PartitionInfo
@@ -62,14 +69,83 @@ def _prop(request: Any, key: bytes) -> str | None:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def cbs_reply(request: Any) -> bytes:
-    """The answer to a ``$cbs`` request (``put-token`` is accepted with 202)."""
+SAS_TOKEN_TYPE = "servicebus.windows.net:sastoken"  # noqa: S105 (a token type, not a secret)
+_SAS_PREFIX = "SharedAccessSignature "
+
+
+def sas_token_problem(token: object, audience: str, *, key_name: str, key: str, now: float) -> str | None:
+    r"""Why ``token`` does not grant ``audience``, in the service's words; ``None`` if it does.
+
+    A SAS token is ``SharedAccessSignature sr=<resource>&sig=<signature>&se=<expiry>&skn=<key name>``
+    (URL-encoded), the signature being base64 of HMAC-SHA256 with the key over
+    the URL-encoded resource, a newline and the expiry (Unix seconds). The
+    resource must be the audience or a prefix of it (case aside).
+
+    >>> import time, urllib.parse
+    >>> def sign(sr, se, key):
+    ...     mac = hmac.new(key.encode(), f"{urllib.parse.quote_plus(sr)}\n{se}".encode(), hashlib.sha256)
+    ...     sig = base64.b64encode(mac.digest()).decode()
+    ...     return _SAS_PREFIX + urllib.parse.urlencode({"sr": sr, "sig": sig, "se": se, "skn": "root"})
+    >>> good = sign("sb://h/hub", 2000, "k")
+    >>> sas_token_problem(good, "sb://h/hub", key_name="root", key="k", now=1000) is None
+    True
+    >>> sas_token_problem(sign("sb://h/hub", 2000, "other"), "sb://h/hub", key_name="root", key="k", now=1000)
+    'InvalidSignature: The token has an invalid signature.'
+    >>> sas_token_problem(good, "sb://h/hub", key_name="root", key="k", now=3000)
+    'ExpiredToken: The token is expired. Expiration time: 2000.'
+    """
+    if isinstance(token, bytes):
+        token = token.decode("utf-8", "replace")
+    if not isinstance(token, str) or not token.startswith(_SAS_PREFIX):
+        return "InvalidToken: not a shared access signature."
+    fields = parse_qs(token[len(_SAS_PREFIX) :], keep_blank_values=True)
+    try:
+        ((resource,), (signature,), (expiry,), (name,)) = (fields[f] for f in ("sr", "sig", "se", "skn"))
+        expires = int(expiry)
+    except (KeyError, ValueError):
+        return "InvalidToken: a shared access signature needs one each of sr, sig, se and skn."
+    if name != key_name:
+        return f"InvalidSignature: the key name {name!r} is not known."
+    mac = hmac.new(key.encode(), f"{quote_plus(resource)}\n{expiry}".encode(), hashlib.sha256)
+    if not hmac.compare_digest(base64.b64encode(mac.digest()).decode(), signature):
+        return "InvalidSignature: The token has an invalid signature."
+    if expires <= now:
+        return f"ExpiredToken: The token is expired. Expiration time: {expires}."
+    if not audience.lower().startswith(resource.lower().rstrip("/")):
+        return f"InvalidAudience: the token is for {resource!r}, not {audience!r}."
+    return None
+
+
+def cbs_reply(request: Any, *, key_name: str = "", key: str | None = None, now: float = 0.0) -> bytes:
+    """The answer to a ``$cbs`` request: ``put-token`` is accepted with 202.
+
+    With a ``key``, only a SAS token signed with it (as ``key_name``) and
+    valid at ``now`` is accepted; any other token gets 401 and the reason.
+    """
     operation = _prop(request, b"operation")
     if operation != "put-token":
         return _reply(request, 400, f"unsupported $cbs operation {operation!r} (only put-token)")
-    if _prop(request, b"name") is None:
+    audience = _prop(request, b"name")
+    if audience is None:
         return _reply(request, 400, "put-token lacks the 'name' (audience) property")
+    if key is not None:
+        if _prop(request, b"type") != SAS_TOKEN_TYPE:
+            return _reply(request, 401, f"Unauthorized: this namespace accepts only {SAS_TOKEN_TYPE} tokens.")
+        problem = sas_token_problem(request.value, audience, key_name=key_name, key=key, now=now)
+        if problem is not None:
+            return _reply(request, 401, problem)
     return _reply(request, 202, "Accepted")
+
+
+def unauthorized_reply(request: Any) -> bytes:
+    """The answer to a ``$management`` request on a connection that put no valid token."""
+    return _reply(request, 401, "Unauthorized: no valid token was put on this connection.")
+
+
+def cbs_accepted(reply: bytes) -> bool:
+    """Whether a :func:`cbs_reply` accepted the token (the connection may then attach links)."""
+    status = wire.decode_message(reply).application_properties[b"status-code"]
+    return bool(status == 202)
 
 
 def management_reply(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -23,6 +24,7 @@ log = logging.getLogger("statepump.emulator")
 RUNTIME_METRIC: Final = b"com.microsoft:enable-receiver-runtime-metric"
 EPOCH: Final = b"com.microsoft:epoch"
 NOT_FOUND: Final = b"amqp:not-found"
+UNAUTHORIZED: Final = b"amqp:unauthorized-access"
 #: Deliveries sent per pass before yielding the loop to other connections.
 _PASS: Final = 2048
 
@@ -56,9 +58,13 @@ class _RequestNode:
 class AmqpClient(asyncio.Protocol):
     """One client connection."""
 
-    def __init__(self, hub_: hub.Hub, clients: set[AmqpClient]) -> None:
+    def __init__(self, hub_: hub.Hub, clients: set[AmqpClient], *, key_name: str = "", key: str | None = None) -> None:
         self.hub = hub_
         self.clients = clients
+        self.key_name = key_name
+        self.key = key
+        #: Without a key every connection may attach; with one, after its first accepted put-token.
+        self.authorized = key is None
         self.conn = protocol.ServerConnection()
         self.transport: asyncio.Transport | None = None
         self.consumers: list[_Consumer] = []
@@ -174,6 +180,9 @@ class AmqpClient(asyncio.Protocol):
         except addresses.UnknownAddress as exc:
             self.conn.refuse_link(link, NOT_FOUND, str(exc))
             return
+        if not self.authorized and not isinstance(node, addresses.Cbs | addresses.Management):
+            self.conn.refuse_link(link, UNAUTHORIZED, "Unauthorized access: no valid token was put on this connection.")
+            return
         if isinstance(node, addresses.Cbs | addresses.Management):
             name = "$cbs" if isinstance(node, addresses.Cbs) else "$management"
             link.context = _RequestNode(name)
@@ -285,7 +294,10 @@ class AmqpClient(asyncio.Protocol):
             return
         self.conn.settle(event.link, event.delivery_id)
         if node.node == "$cbs":
-            reply = management.cbs_reply(request)
+            reply = management.cbs_reply(request, key_name=self.key_name, key=self.key, now=time.time())
+            self.authorized = self.authorized or management.cbs_accepted(reply)
+        elif not self.authorized:
+            reply = management.unauthorized_reply(request)
         else:
             reply = management.management_reply(
                 request,

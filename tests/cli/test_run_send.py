@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.emulator import free_port
+
 pytestmark = pytest.mark.emulator
+
+EMULATED = "EntityPath=hub;UseDevelopmentEmulator=true"
 
 
 def _env() -> dict[str, str]:
@@ -124,3 +128,33 @@ def test_query_without_a_sidecar_exits_5(tmp_path: Path) -> None:
     result = statepump("query", "a", data=tmp_path)
     assert result.returncode == 5
     assert "statepump.sock" in result.stderr
+
+
+def test_emulator_with_a_key_takes_only_that_key_and_never_logs_it(tmp_path: Path) -> None:
+    key, port = "Emul4torK3y-never-logged", free_port()
+    log = tmp_path / "emulator.log"
+    with open(log, "w") as stderr:
+        emulator = subprocess.Popen(
+            [sys.executable, "-m", "statepump", "emulator", "--port", str(port), "--in-memory", "--emulator-key", key],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=_env(),
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "emulator ready" not in log.read_text():
+            assert emulator.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)  # poll interval of the readiness condition
+        hub = f"Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName=RootManageSharedAccessKey;{EMULATED}"
+        body = '{"op": "set", "path": "a", "value": 1}'
+        right = statepump("send", "--connection-string", f"{hub};SharedAccessKey={key}", body, data=tmp_path)
+        assert (right.returncode, right.stdout.split()) == (0, ["0"]), right.stderr
+        wrong = statepump("send", "--connection-string", f"{hub};SharedAccessKey=not-{key}", body, data=tmp_path)
+        assert wrong.returncode != 0
+        assert "InvalidSignature" in wrong.stderr and key not in wrong.stderr
+    finally:
+        emulator.send_signal(signal.SIGTERM)
+        emulator.wait(timeout=30)
+    text = log.read_text()
+    assert "SharedAccessKey=<the key it was given>" in text
+    assert key not in text

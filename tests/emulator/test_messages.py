@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from azure.core.credentials import AccessToken
+from azure.eventhub import EventHubSharedKeyCredential
 
 from statepump.emulator import addresses, management, messages, wire
 from statepump.emulator.log import PartitionInfo
@@ -155,3 +159,64 @@ def test_cbs_accepts_put_token_only() -> None:
     assert ok.application_properties[b"status-code"] == 202
     bad = wire.decode_message(management.cbs_reply(request(operation="delete-token", name="x")))
     assert bad.application_properties[b"status-code"] == 400
+
+
+AUDIENCE = "sb://127.0.0.1:5671/hub"
+
+
+def put_token(token: str, *, token_type: str = "servicebus.windows.net:sastoken", name: str = AUDIENCE) -> Any:
+    message = wire.Message(
+        properties=wire.Properties(message_id=uuid.UUID(int=9)),
+        application_properties={"operation": "put-token", "type": token_type, "name": name},
+        value=token,
+    )
+    return wire.decode_message(wire.encode_message(message))
+
+
+def keyed_answer(req: Any, *, now: float | None = None) -> tuple[int, str]:
+    when = time.time() if now is None else now
+    answer = wire.decode_message(management.cbs_reply(req, key_name="RootManageSharedAccessKey", key="right", now=when))
+    status = answer.application_properties[b"status-code"]
+    return status, answer.application_properties[b"status-description"].decode()
+
+
+def sas(key: str, audience: str = AUDIENCE, key_name: str = "RootManageSharedAccessKey") -> AccessToken:
+    # The SDK's own credential signs the tokens: the check must accept exactly what the SDK sends.
+    return EventHubSharedKeyCredential(key_name, key).get_token(audience)
+
+
+def test_cbs_with_a_key_accepts_the_sdks_token_for_the_hub_or_its_namespace() -> None:
+    assert keyed_answer(put_token(sas("right").token)) == (202, "Accepted")
+    assert keyed_answer(put_token(sas("right", "sb://127.0.0.1:5671/").token))[0] == 202
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (lambda: sas("wrong").token, "InvalidSignature: The token has an invalid signature."),
+        (lambda: sas("right", key_name="reader").token, "InvalidSignature: the key name 'reader' is not known."),
+        (lambda: sas("right", "sb://127.0.0.1:5671/other").token, "InvalidAudience"),
+        (lambda: "a-bare-string", "InvalidToken: not a shared access signature."),
+        (lambda: sas("right").token.replace("&se=", "&xx="), "InvalidToken"),
+    ],
+)
+def test_cbs_with_a_key_refuses_other_tokens_with_401_and_why(token: Callable[[], str], reason: str) -> None:
+    status, description = keyed_answer(put_token(token()))
+    assert status == 401
+    assert description.startswith(reason)
+    assert "right" not in description  # the key itself is never echoed
+
+
+def test_cbs_with_a_key_refuses_an_expired_token_and_a_jwt() -> None:
+    token = sas("right")
+    status, description = keyed_answer(put_token(token.token), now=token.expires_on + 1)
+    assert (status, description) == (401, f"ExpiredToken: The token is expired. Expiration time: {token.expires_on}.")
+    status, description = keyed_answer(put_token("eyJ0eXAi.jwt", token_type="jwt"))
+    assert status == 401 and "sastoken" in description
+
+
+def test_cbs_without_a_key_accepts_any_token_as_the_official_emulator() -> None:
+    answer = wire.decode_message(management.cbs_reply(put_token("anything", token_type="jwt")))
+    assert answer.application_properties[b"status-code"] == 202
+    assert management.cbs_accepted(management.cbs_reply(put_token("anything")))
+    assert not management.cbs_accepted(management.unauthorized_reply(put_token("anything")))

@@ -54,5 +54,7 @@ def test_command_line() -> None:
         5.0,
     )
     assert parse_args(["--in-memory"]).data is None
+    assert parse_args([]).emulator_key is None
+    assert parse_args(["--emulator-key", "k"]).emulator_key == "k"
     with pytest.raises(SystemExit):
         parse_args(["--data", "d", "--in-memory"])

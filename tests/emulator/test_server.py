@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+from typing import cast
 
 import pytest
 from azure.eventhub.aio import EventHubProducerClient
 
-from statepump.emulator import Emulator, wire
+from statepump.emulator import Emulator, protocol, wire
 from statepump.emulator.wire import performatives as p
 
 from .clients import bodies, enqueue, receive, receiving, send
+from .test_protocol import BEGIN, OPEN, attach, frames
 
 pytestmark = pytest.mark.emulator
 
@@ -124,3 +126,25 @@ async def test_stop_closes_connections_promptly() -> None:
     assert b"amqp:connection:forced" in data
     assert asyncio.get_running_loop().time() - started < 3
     writer.close()
+
+
+async def test_with_a_key_a_connection_without_a_valid_token_may_not_attach() -> None:
+    """The SDK puts a token before it attaches; a client that skips it is refused, as by the service."""
+    emulator = Emulator(port=0, partitions=1, key="k")
+    await emulator.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", emulator.port)
+        address = f"amqps://127.0.0.1:{emulator.port}/hub/ConsumerGroups/$Default/Partitions/0"
+        writer.write(wire.AMQP_HEADER + OPEN + BEGIN + attach("r", 2, client_receives=True, address=address))
+        await writer.drain()
+        received = b""
+        detach: list[object] | None = None
+        async with asyncio.timeout(10):
+            while detach is None:
+                received += await reader.read(65536)
+                detach = next((fields for _, code, fields in frames(received) if code == protocol.DETACH), None)
+        writer.close()
+    finally:
+        await emulator.stop()
+    error = cast(list[bytes], detach[2])
+    assert error[0] == b"amqp:unauthorized-access"

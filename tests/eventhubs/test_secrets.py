@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 
 from statepump.emulator import Emulator
 from statepump.errors import ConfigError
-from statepump.eventhubs import Backoff, HubEndpoint, HubError, send_events
+from statepump.eventhubs import Backoff, HubEndpoint, HubError, HubRejected, send_events
 from statepump.sources.eventhubs import EventHubSource
 from tests.eventhubs.hub import drain, read_until
 from tests.fixtures.emulator import free_port
 
 pytestmark = pytest.mark.emulator
 
-# The emulator accepts any key, so a distinctive one can be followed through a real session.
+# The emulator accepts any key unless given one, so a distinctive one can be followed through a real session.
 KEY = "S3cr3tK3yThatMustNeverBeLogged0123456789abc="
 
 
@@ -44,26 +45,60 @@ async def test_key_absent_from_logs_and_errors_of_a_working_session(
     assert all(KEY not in text for text in status)
 
 
+async def three_failures(
+    source: EventHubSource, cs: str, expected: type[HubError], send_timeout: float
+) -> list[BaseException]:
+    """The errors of ``source.bounds()`` and ``source.read()`` (each an ``expected``), then of a send to
+    ``cs`` (a :class:`HubError`); ``source`` is closed."""
+    errors: list[BaseException] = []
+    try:
+        for attempt in (source.bounds(), drain(source.read(-1))):
+            with pytest.raises(expected) as caught:
+                async with asyncio.timeout(20):
+                    await attempt
+            errors.append(caught.value)
+    finally:
+        await source.close()
+    with pytest.raises(HubError) as sent:
+        await send_events(connection_string=cs, bodies=[b"x"], partition="0", timeout=send_timeout)
+    errors.append(sent.value)
+    return errors
+
+
 async def test_key_absent_from_the_unreachable_error_and_its_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     cs = f"Endpoint=sb://127.0.0.1:{free_port()}/;SharedAccessKeyName=r;SharedAccessKey={KEY};EntityPath=hub;UseDevelopmentEmulator=true"
     source = EventHubSource(
         connection_string=cs, max_wait=0.2, retry=Backoff(initial=0.05, maximum=0.1, max_seconds=0.5)
     )
-    errors: list[BaseException] = []
-    try:
-        for attempt in (source.bounds(), drain(source.read(-1))):
-            with pytest.raises(HubError) as caught:
-                await attempt
-            errors.append(caught.value)
-    finally:
-        await source.close()
-    with pytest.raises(HubError) as sent:
-        await send_events(connection_string=cs, bodies=[b"x"], partition="0", timeout=5)
-    errors.append(sent.value)
+    errors = await three_failures(source, cs, HubError, send_timeout=5)
     for error in errors:
         assert KEY not in str(error) and KEY not in repr(error)
         assert "127.0.0.1" in str(error)
+    assert KEY not in caplog.text
+
+
+async def test_a_wrong_key_is_one_clear_error_at_once_and_never_echoed(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    emulator = Emulator(port=0, partitions=1, key="the-namespace-key")  # checks SAS tokens as the service does
+    await emulator.start()
+    try:
+        cs = with_key(emulator.connection_string)  # KEY, not the namespace's
+        # A budget far longer than the test: a rejection must not be retried as an outage.
+        source = EventHubSource(connection_string=cs, max_wait=0.2, retry=Backoff(max_seconds=600))
+        errors = await three_failures(source, cs, HubRejected, send_timeout=20)
+        right = await send_events(connection_string=emulator.connection_string, bodies=[b"y"], partition="0")
+    finally:
+        await emulator.stop()
+    assert source.reconnects == 0
+    for error in errors[:2]:
+        assert f"partition 0 of 127.0.0.1:{emulator.port}/hub" in str(error)
+        assert "not authorized (check the key" in str(error)
+    assert "InvalidSignature" in str(errors[2])
+    assert right == [0]  # nothing of the refused send was stored
+    for error in errors:
+        assert KEY not in str(error) and KEY not in repr(error)
+        assert "the-namespace-key" not in str(error)
     assert KEY not in caplog.text
 
 
