@@ -14,7 +14,7 @@ from statepump.emulator import Emulator, protocol, wire
 from statepump.emulator.wire import performatives as p
 
 from .clients import bodies, enqueue, receive, receiving, send
-from .test_protocol import BEGIN, OPEN, attach, frames
+from .test_protocol import BEGIN, OPEN, attach, flow, frames, transfer
 
 pytestmark = pytest.mark.emulator
 
@@ -128,7 +128,18 @@ async def test_stop_closes_connections_promptly() -> None:
     writer.close()
 
 
-async def test_with_a_key_a_connection_without_a_valid_token_may_not_attach() -> None:
+async def answers(reader: asyncio.StreamReader, code: int) -> list[object]:
+    """The fields of the first frame of type ``code`` the emulator sends (a Transfer's payload last)."""
+    received = b""
+    async with asyncio.timeout(10):
+        while True:
+            received += await reader.read(65536)
+            found = next((fields for _, c, fields in frames(received) if c == code), None)
+            if found is not None:
+                return found
+
+
+async def test_with_a_key_a_connection_without_a_valid_token_may_not_attach_or_ask() -> None:
     """The SDK puts a token before it attaches; a client that skips it is refused, as by the service."""
     emulator = Emulator(port=0, partitions=1, key="k")
     await emulator.start()
@@ -136,15 +147,21 @@ async def test_with_a_key_a_connection_without_a_valid_token_may_not_attach() ->
         reader, writer = await asyncio.open_connection("127.0.0.1", emulator.port)
         address = f"amqps://127.0.0.1:{emulator.port}/hub/ConsumerGroups/$Default/Partitions/0"
         writer.write(wire.AMQP_HEADER + OPEN + BEGIN + attach("r", 2, client_receives=True, address=address))
-        await writer.drain()
-        received = b""
-        detach: list[object] | None = None
-        async with asyncio.timeout(10):
-            while detach is None:
-                received += await reader.read(65536)
-                detach = next((fields for _, code, fields in frames(received) if code == protocol.DETACH), None)
+        detach = await answers(reader, protocol.DETACH)
+        assert cast(list[bytes], detach[2])[0] == b"amqp:unauthorized-access"
+
+        read = wire.Message(
+            properties=wire.Properties(message_id="read-1"),
+            application_properties={"operation": "READ", "type": "com.microsoft:eventhub", "name": "hub"},
+        )
+        writer.write(
+            attach("ask", 3, client_receives=False, address="$management")
+            + attach("hear", 4, client_receives=True, address="$management")
+            + flow(4, credit=10, next_in=1)
+            + transfer(3, 0, wire.encode_message(read))
+        )
+        reply = wire.decode_message(cast(bytes, (await answers(reader, protocol.TRANSFER))[-1]))
         writer.close()
     finally:
         await emulator.stop()
-    error = cast(list[bytes], detach[2])
-    assert error[0] == b"amqp:unauthorized-access"
+    assert reply.application_properties[b"status-code"] == 401
