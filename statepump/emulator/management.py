@@ -79,7 +79,7 @@ def sas_token_problem(token: object, audience: str, *, key_name: str, key: str, 
     A SAS token is ``SharedAccessSignature sr=<resource>&sig=<signature>&se=<expiry>&skn=<key name>``
     (URL-encoded), the signature being base64 of HMAC-SHA256 with the key over
     the URL-encoded resource, a newline and the expiry (Unix seconds). The
-    resource must be the audience or a prefix of it (case aside).
+    resource must be the audience or a path above it (case aside).
 
     >>> import time, urllib.parse
     >>> def sign(sr, se, key):
@@ -111,7 +111,8 @@ def sas_token_problem(token: object, audience: str, *, key_name: str, key: str, 
         return "InvalidSignature: The token has an invalid signature."
     if expires <= now:
         return f"ExpiredToken: The token is expired. Expiration time: {expires}."
-    if not audience.lower().startswith(resource.lower().rstrip("/")):
+    granted, wanted = resource.lower().rstrip("/"), audience.lower().rstrip("/")
+    if wanted != granted and not wanted.startswith(granted + "/"):
         return f"InvalidAudience: the token is for {resource!r}, not {audience!r}."
     return None
 

@@ -196,6 +196,7 @@ def test_cbs_with_a_key_accepts_the_sdks_token_for_the_hub_or_its_namespace() ->
         (lambda: sas("wrong").token, "InvalidSignature: The token has an invalid signature."),
         (lambda: sas("right", key_name="reader").token, "InvalidSignature: the key name 'reader' is not known."),
         (lambda: sas("right", "sb://127.0.0.1:5671/other").token, "InvalidAudience"),
+        (lambda: sas("right", "sb://127.0.0.1:5671/hu").token, "InvalidAudience"),
         (lambda: "a-bare-string", "InvalidToken: not a shared access signature."),
         (lambda: sas("right").token.replace("&se=", "&xx="), "InvalidToken"),
     ],
