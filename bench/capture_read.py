@@ -6,7 +6,7 @@ already holds them), then reads them three ways, ``--runs`` times each
 (default 3), and prints the median events/s of each (per CPU second and per wall second):
 
 * ``fastavro.reader``: ``for record in fastavro.reader(f): pass`` (decode only)
-* ``read_capture_file``: the same files to :class:`~statepump.events.Event`
+* ``read_capture_file``: the same files to :class:`~statepump.core.events.Event`
   objects (decode + validation + time parsing)
 * ``CaptureSource.read``: the whole source path (listing, framing into
   blocks, decoding, ordering and gap checks, batching), from a directory
@@ -36,9 +36,9 @@ from pathlib import Path
 
 import fastavro
 
-from statepump import collector
-from statepump.capture import DEFAULT_NAME_FORMAT, read_capture_file, render_name, write_capture_file
-from statepump.events import Event
+from statepump.core import collector
+from statepump.core.captureformat import DEFAULT_NAME_FORMAT, read_capture_file, render_name, write_capture_file
+from statepump.core.events import Event
 from statepump.sources.capture import CaptureSource
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

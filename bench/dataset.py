@@ -21,7 +21,7 @@ from typing import Any
 
 from pyrsistent import PMap, freeze
 
-from statepump.events import Event
+from statepump.core.events import Event
 
 SEED = 20261122
 FEATURES = (

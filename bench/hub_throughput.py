@@ -32,8 +32,8 @@ from contextlib import contextmanager
 
 from azure.eventhub import EventData, EventHubProducerClient
 
-from statepump.eventhubs import Backoff
-from statepump.sources.eventhubs import EventHubSource
+from statepump.eventhubs.failures import Backoff
+from statepump.sources.eventhub import EventHubSource
 
 
 def free_port() -> int:

@@ -133,7 +133,7 @@ async def measure(name: str, settings: Settings, hub: Hub, delta: int, runs: int
 def startup_seconds() -> float:
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", "import snapshotter.run, statepump.sources.eventhubs, statepump.stores.blob"],
+        [sys.executable, "-c", "import snapshotter.run, statepump.sources.eventhub, statepump.stores.blob"],
         check=True,
     )
     return time.perf_counter() - started

@@ -46,7 +46,7 @@ VALUE = {"rate": 0.03, "enabled": True, "name": "tshirt"}
 def serve(socket_path: str, keys: int, profile: str | None) -> None:
     """Run a pump and its socket server until SIGTERM (the "one server process")."""
     from statepump.pump import Pump
-    from statepump.server import Server
+    from statepump.serving.sidecar import Server
     from statepump.sources.memory import MemorySource
 
     async def main() -> None:

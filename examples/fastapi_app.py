@@ -37,11 +37,11 @@ from examples.pricing import NoPrice, PricingError, quote_from
 from examples.protocol import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, SEQUENCE_HEADER
 from examples.pump_settings import hub_settings
 from statepump.components import make_pump
-from statepump.errors import ConfigError
-from statepump.events import Version
+from statepump.core.errors import ConfigError
+from statepump.core.events import Version
+from statepump.core.statejson import MISSING, encode, walk
 from statepump.pump import Pump
 from statepump.settings import Settings
-from statepump.statejson import MISSING, encode, walk
 
 log = logging.getLogger("examples.fastapi_app")
 

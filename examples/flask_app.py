@@ -32,10 +32,10 @@ from examples.pricing import NoPrice, PricingError, quote_from
 from examples.protocol import SEQUENCE_HEADER, BadQuery, wait_arguments
 from examples.pump_settings import hub_settings
 from statepump.components import make_pump
-from statepump.events import Version
+from statepump.core.events import Version
+from statepump.core.statejson import MISSING, encode, walk
 from statepump.pump import Pump
 from statepump.settings import Settings
-from statepump.statejson import MISSING, encode, walk
 
 
 def _json(body: object, status: int = 200, version: Version[Any] | None = None) -> Response:

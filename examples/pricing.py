@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from statepump.statejson import MISSING, walk
+from statepump.core.statejson import MISSING, walk
 
 
 class PricingError(ValueError):

@@ -11,7 +11,7 @@ Example::
 
 from __future__ import annotations
 
-from statepump.errors import ConfigError
+from statepump.core.errors import ConfigError
 from statepump.settings import Settings, load
 
 

@@ -5,7 +5,7 @@ catches up with the pump's own plan (Capture, then the hub) to the hub's last
 sequence number as read at the start of the run, writes a snapshot named by
 that number (create-only), and applies the retention policy
 (:mod:`snapshotter.retention`). All loading, catching up and encoding is the
-pump's (:mod:`statepump.components`, :mod:`statepump.snapshot`); this package
+pump's (:mod:`statepump.components`, :mod:`statepump.stores.snapshots`); this package
 only decides *what* to write and *what* to delete.
 
 In a program::

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from snapshotter.outcome import Outcome
 from statepump.cli import add_settings, configure_logging, settings_from
-from statepump.errors import ConfigError, StatepumpError
+from statepump.core.errors import ConfigError, StatepumpError
 from statepump.settings import Settings
 
 log = logging.getLogger("snapshotter")

@@ -4,7 +4,7 @@ The I/O shell around :mod:`snapshotter.target` and :mod:`snapshotter.retention`.
 Everything that touches events or snapshot bytes is the pump's own code:
 :func:`statepump.components.make_pump` builds the same pump ``statepump run``
 uses, with ``until`` set to this run's target, and
-:func:`statepump.snapshot.write_snapshot` encodes and stores the result.
+:func:`statepump.stores.snapshots.write_snapshot` encodes and stores the result.
 
 A run::
 
@@ -32,12 +32,12 @@ from snapshotter import retention, target
 from snapshotter.outcome import Deletion, Outcome
 from snapshotter.store_view import StoreView
 from statepump.components import make_hub, make_pump, make_store
-from statepump.errors import SnapshotExists, StatepumpError
+from statepump.core.errors import SnapshotExists, StatepumpError
 from statepump.pump import Pump, PumpFailed
 from statepump.settings import Settings
-from statepump.snapshot import write_snapshot
 from statepump.sources import EventSource
 from statepump.stores import SnapshotStore, snapshot_name
+from statepump.stores.snapshots import write_snapshot
 
 log = logging.getLogger("snapshotter")
 

@@ -1,6 +1,7 @@
 """statepump: keep an application's configuration in RAM, folded from an Event Hubs partition."""
 
-from statepump.errors import (
+from statepump.core.configops import config
+from statepump.core.errors import (
     ConfigError,
     PoisonEventError,
     SequenceGapError,
@@ -9,9 +10,10 @@ from statepump.errors import (
     SnapshotExists,
     StatepumpError,
 )
-from statepump.events import Event, PartitionBounds, Version
+from statepump.core.events import Event, PartitionBounds, Version
+from statepump.core.markup import markup
+from statepump.core.reducer import Reducer, Transient, load_reducer, reducer
 from statepump.pump import Pump, PumpFailed
-from statepump.reducers import Reducer, Transient, config, load_reducer, markup, reducer
 
 __all__ = [
     "ConfigError",

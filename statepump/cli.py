@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from statepump.errors import ConfigError, StatepumpError
+from statepump.core.errors import ConfigError, StatepumpError
 from statepump.settings import COMMAND_FIELDS, Settings, flag, load
 
 log = logging.getLogger("statepump")
@@ -98,7 +98,7 @@ async def _run(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await pump.start()
-        from statepump.server import Server
+        from statepump.serving.sidecar import Server
 
         server = Server(
             pump,
@@ -189,7 +189,7 @@ def _bodies(values: Sequence[str]) -> list[bytes]:
 
 async def _send(settings: Settings, args: argparse.Namespace) -> int:
     from statepump.components import embedded_file, hub_arguments
-    from statepump.eventhubs import send_events
+    from statepump.eventhubs.send import send_events
 
     bodies = _bodies(args.events)  # bad input is reported before any connection is made
     if settings.embedded:
@@ -231,8 +231,8 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
 def _inspect(path: Path) -> int:
     from pyrsistent import PMap, PSet, PVector
 
-    from statepump import codec
-    from statepump.errors import SnapshotCorrupt
+    from statepump.core import codec
+    from statepump.core.errors import SnapshotCorrupt
 
     try:
         data = path.read_bytes()

@@ -35,8 +35,8 @@ from urllib.parse import quote
 
 import httptools
 
-from statepump.errors import StatepumpError
-from statepump.http import DEFAULT_SOCKET_PATH
+from statepump.core.errors import StatepumpError
+from statepump.core.httpapi import DEFAULT_SOCKET_PATH
 
 PathLike = str | Sequence[str | int]
 

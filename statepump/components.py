@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from statepump.deadletter import DeadLetter, DeadLetterBlob, DeadLetterFile
-from statepump.events import Version
+from statepump.core.events import Version
+from statepump.core.reducer import load_reducer
 from statepump.pump import Pump
-from statepump.reducers import load_reducer
 from statepump.settings import Settings
 from statepump.sources import EventSource
 from statepump.stores import SnapshotStore
+from statepump.stores.deadletters import DeadLetter, DeadLetterBlob, DeadLetterFile
 
 
 def make_store(settings: Settings) -> SnapshotStore:
@@ -79,7 +79,7 @@ def make_capture(settings: Settings, time_hint: Any = None) -> EventSource | Non
 
 def make_hub(settings: Settings) -> EventSource:
     """The Event Hubs source for the configured partition."""
-    from statepump.sources.eventhubs import EventHubSource
+    from statepump.sources.eventhub import EventHubSource
 
     return EventHubSource(**hub_arguments(settings))
 
@@ -107,7 +107,7 @@ def hub_arguments(settings: Settings) -> dict[str, Any]:
 
 
 def _retry(settings: Settings) -> Any:
-    from statepump.eventhubs import Backoff
+    from statepump.eventhubs.failures import Backoff
 
     return Backoff(max_seconds=settings.retry_seconds)
 

@@ -40,17 +40,18 @@ from typing import Any, Generic
 from pyrsistent import PMap
 from typing_extensions import TypeVar
 
-from statepump import collector, plan
-from statepump.deadletter import DeadLetter
-from statepump.errors import SequenceGapError, ServiceUnavailable, StatepumpError
-from statepump.events import Event, PartitionBounds, Version
-from statepump.fold import Fed, Folder, FoldGap, FoldResult, Poisoned, PoisonPolicy
-from statepump.reducers import Reducer, config
-from statepump.snapshot import Loaded, initial_version, load_latest
+from statepump.core import collector, plan
+from statepump.core.configops import config
+from statepump.core.errors import SequenceGapError, ServiceUnavailable, StatepumpError
+from statepump.core.events import Event, PartitionBounds, Version
+from statepump.core.fold import Fed, Folder, FoldGap, FoldResult, Poisoned, PoisonPolicy
+from statepump.core.reducer import Reducer
 from statepump.sources import EventSource
 from statepump.stores import SnapshotStore
+from statepump.stores.deadletters import DeadLetter
+from statepump.stores.snapshots import Loaded, initial_version, load_latest
 
-#: The state's type; a pump built without a ``reducer`` folds with :data:`~statepump.reducers.config`,
+#: The state's type; a pump built without a ``reducer`` folds with :data:`~statepump.core.configops.config`,
 #: whose state is a ``PMap`` (the default lets ``pump = Pump(source)`` type-check without an annotation).
 S = TypeVar("S", default=PMap[Any, Any])
 log = logging.getLogger("statepump.pump")

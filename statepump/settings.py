@@ -22,8 +22,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from statepump.capture import DEFAULT_NAME_FORMAT, validate_name_format
-from statepump.errors import ConfigError
+from statepump.core.captureformat import DEFAULT_NAME_FORMAT, validate_name_format
+from statepump.core.errors import ConfigError
 
 ENV_PREFIX = "STATEPUMP_"
 

@@ -1,10 +1,10 @@
 """Figure 3: catch-up from Capture files, read + decode + fold, against a bare ``fastavro`` read of the same files.
 
 The files hold ``capture_events`` config ``set`` events on the N-key state's
-keys, written as Event Hubs Capture writes them (``statepump.capture``, 10
+keys, written as Event Hubs Capture writes them (``statepump.core.captureformat``, 10
 files, no compression). statepump: :class:`~statepump.sources.capture.CaptureSource`
 over the directory, its batches folded into the N-key state through one
-:class:`statepump.fold.Folder` published once a second, collector paused,
+:class:`statepump.core.fold.Folder` published once a second, collector paused,
 exactly as the pump's Capture step does. Anchor: ``bench/capture_read.py``'s ``raw``, ``for record in
 fastavro.reader(f)`` over the same files (decode only).
 """
@@ -22,12 +22,12 @@ from typing import Any
 from bench import dataset
 from bench.figure import Figure, Size, spread
 from bench.measure import seconds
-from statepump import collector
-from statepump.capture import DEFAULT_NAME_FORMAT, render_name, write_capture_file
-from statepump.events import Event, Version
-from statepump.fold import Folder
+from statepump.core import collector
+from statepump.core.captureformat import DEFAULT_NAME_FORMAT, render_name, write_capture_file
+from statepump.core.configops import config, decode_body
+from statepump.core.events import Event, Version
+from statepump.core.fold import Folder
 from statepump.pump import CATCHUP_PUBLISH_INTERVAL
-from statepump.reducers import config, decode_body
 from statepump.sources.capture import CaptureSource
 
 GOAL = 0.5

@@ -1,9 +1,9 @@
 """Figure 2: the fold alone, ``set`` events (decoded ``Event`` records) into the N-key state.
 
-statepump: :func:`statepump.fold.fold` with the ``config`` reducer, in batches of
+statepump: :func:`statepump.core.fold.fold` with the ``config`` reducer, in batches of
 1,000 (the batch a source hands the pump), with the collector paused as the
 pump does. Anchor: a plain ``dict`` update loop doing the same JSON decode
-(``statepump.reducers.decode_body``).
+(``statepump.core.configops.decode_body``).
 Also measured, to keep showing why the collector is paused: the same fold with
 Python's cyclic collector on.
 """
@@ -18,10 +18,11 @@ from typing import Any
 from bench import dataset
 from bench.figure import Figure, Size, spread
 from bench.measure import Stats, seconds
-from statepump import collector
-from statepump.events import Version
-from statepump.fold import fold
-from statepump.reducers import Reducer, config, decode_body
+from statepump.core import collector
+from statepump.core.configops import config, decode_body
+from statepump.core.events import Version
+from statepump.core.fold import fold
+from statepump.core.reducer import Reducer
 
 BATCH = 1_000
 GOAL = 100_000
@@ -107,7 +108,7 @@ def run(size: Size) -> Figure:
             f"events/s ({ours.median / gc_on.median:,.1f}× slower), and one immutable update per event at "
             f"{spread(gc_on_each.median, gc_on_each.min, gc_on_each.max)} events/s "
             f"({per_event.median / gc_on_each.median:,.0f}× slower than with it off): each new bucket vector is "
-            "young, and a young-generation collection walks it in full (see `statepump/collector.py`); the "
+            "young, and a young-generation collection walks it in full (see `statepump/core/collector.py`); the "
             "batch hook makes one per batch instead of one per event.",
             f"The same fold one immutable update per event (the `config` reducer without its batch hook), "
             f"interleaved: {spread(per_event.median, per_event.min, per_event.max)} events/s; with it "

@@ -4,7 +4,7 @@ The bundled emulator runs in its own process (``bench/hub_throughput.py``'s
 ``emulator()``: in memory, one partition, a free loopback port); the
 partition is preloaded with ``catchup_events`` config ``set`` events on the
 N-key state's keys. statepump: a :class:`~statepump.pump.Pump` over
-:class:`~statepump.sources.eventhubs.EventHubSource` (the production source,
+:class:`~statepump.sources.eventhub.EventHubSource` (the production source,
 default prefetch), no snapshot, timed from start to ready, i.e. connection,
 receive, convert and fold. Anchor: the egress limit of one Standard
 throughput unit, 4,096 events/s (a constant, not measured).
@@ -19,7 +19,7 @@ from bench import dataset
 from bench.figure import Figure, Size, spread
 from bench.measure import seconds
 from statepump.pump import Pump
-from statepump.sources.eventhubs import EventHubSource
+from statepump.sources.eventhub import EventHubSource
 
 EGRESS_PER_TU = 4_096
 GOAL = 2 * EGRESS_PER_TU

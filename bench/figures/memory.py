@@ -2,7 +2,7 @@
 
 Each side loads in a fresh child process and reports its own resident-set
 growth (``/proc/self/statm``): statepump through
-:func:`statepump.snapshot.load_latest` from a directory store (the sidecar's
+:func:`statepump.stores.snapshots.load_latest` from a directory store (the sidecar's
 start-up path), the anchor through ``msgpack.unpackb`` of the same data into a
 ``dict``. A second pair of children reports ``tracemalloc``'s count of live
 Python allocations, which excludes allocator slack.
@@ -26,10 +26,10 @@ import msgpack
 from bench import dataset
 from bench.figure import Figure, Size, spread
 from bench.measure import Stats, rss_bytes
-from statepump.events import Version
-from statepump.reducers import config
-from statepump.snapshot import write_snapshot
+from statepump.core.configops import config
+from statepump.core.events import Version
 from statepump.stores.directory import DirectoryStore
+from statepump.stores.snapshots import write_snapshot
 
 GOAL = 2.0
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +45,7 @@ def child(kind: str, path: str, traced: bool) -> dict[str, int]:
     before = rss_bytes()
     obj: Any
     if kind == "ours":
-        from statepump.snapshot import load_latest
+        from statepump.stores.snapshots import load_latest
 
         loaded = asyncio.run(load_latest(DirectoryStore(Path(path), "hub", "0"), config, eventhub="hub", partition="0"))
         obj = loaded.version.state

@@ -154,7 +154,8 @@ def run(size: Size) -> Figure:
             "through the SDK; the producer, watcher, emulator and sidecar share the machine's 2 cores.",
             "Latency counts from the moment a batch is handed to `send_batch` (its send round trip included: "
             f"p50 {percentile(round_trips, 0.5):,.1f} ms, p99 {percentile(round_trips, 0.99):,.1f} ms).",
-            "The sidecar reads through `statepump.eventhubs.PromptTransport`: the SDK's own receive loop polls its "
+            "The sidecar reads through `statepump.eventhubs.transport.PromptTransport`: the SDK's own receive loop "
+            "polls its "
             "buffer every 50 ms (p50 33 ms, p99 73 ms here before it); `bench/hub_throughput.py` splits the hub "
             "part into stages.",
         ),

@@ -3,7 +3,7 @@
 A pump in thread mode (as in a Flask or Django app) starts from a snapshot of
 the N-key state and catches up ``catchup_events`` events from an in-memory
 source, with its garbage-collection policy as shipped (automatic collection
-paused, :class:`statepump.collector.Collector` on its default interval). A
+paused, :class:`statepump.core.collector.Collector` on its default interval). A
 reader thread reads ``pump.state[key]`` every 0.5 ms; the figure is the
 longest interval between two consecutive reads, from the first version after
 the snapshot to 0.2 s after the reader first sees the last one. The scheduled full collection, which does not fall
@@ -23,14 +23,14 @@ from typing import Any
 from bench import dataset
 from bench.figure import Figure, Size, spread
 from bench.measure import Stats, percentile
-from statepump.collector import Collector
-from statepump.events import Version
-from statepump.fold import fold
+from statepump.core.collector import Collector
+from statepump.core.configops import config
+from statepump.core.events import Version
+from statepump.core.fold import fold
 from statepump.pump import Pump
-from statepump.reducers import config
-from statepump.snapshot import write_snapshot
 from statepump.sources.memory import MemorySource
 from statepump.stores.directory import DirectoryStore
+from statepump.stores.snapshots import write_snapshot
 
 GOAL_MS = 10.0
 READ_EVERY_S = 0.0005

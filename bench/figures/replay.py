@@ -21,11 +21,12 @@ from pyrsistent import pmap
 from bench import dataset
 from bench.figure import Figure, ServiceUnavailable, Size, spread
 from bench.measure import Stats, seconds
-from statepump import collector
-from statepump.events import Version
-from statepump.fold import fold
+from statepump.core import collector
+from statepump.core.configops import config, decode_body
+from statepump.core.events import Version
+from statepump.core.fold import fold
+from statepump.core.reducer import Reducer
 from statepump.pump import CATCHUP_PUBLISH_INTERVAL, Pump
-from statepump.reducers import Reducer, config, decode_body
 from statepump.sources.memory import MemorySource
 
 GOAL = 5.0

@@ -1,8 +1,8 @@
 """Figure 8: writing the N-key state's snapshot, its size, and reading it back.
 
-statepump: :func:`statepump.snapshot.write_snapshot` into a
+statepump: :func:`statepump.stores.snapshots.write_snapshot` into a
 :class:`~statepump.stores.directory.DirectoryStore` (encode, SHA-256, temp
-file, fsync, link), the file size; then :func:`statepump.codec.decode` of that
+file, fsync, link), the file size; then :func:`statepump.core.codec.decode` of that
 file. Anchor: ``msgpack.packb`` of the same data as a plain ``dict`` (and
 ``msgpack.unpackb`` for the read side).
 """
@@ -19,11 +19,11 @@ import msgpack
 from bench import dataset
 from bench.figure import Figure, Size, spread
 from bench.measure import seconds
-from statepump import codec, collector
-from statepump.events import Version
-from statepump.reducers import config
-from statepump.snapshot import write_snapshot
+from statepump.core import codec, collector
+from statepump.core.configops import config
+from statepump.core.events import Version
 from statepump.stores.directory import DirectoryStore
+from statepump.stores.snapshots import write_snapshot
 
 GOAL_SECONDS = 2.0
 GOAL_SIZE = 1.1

@@ -2,7 +2,7 @@
 
 statepump: a :class:`~statepump.pump.Pump` with a
 :class:`~statepump.stores.blob.BlobStore` on Azurite holding the snapshot of
-the N-key state and an :class:`~statepump.sources.eventhubs.EventHubSource` on
+the N-key state and an :class:`~statepump.sources.eventhub.EventHubSource` on
 the bundled emulator holding the 100 events after it; timed from ``start()``
 to ready (list and download the snapshot, verify, decode, connect to the hub,
 fold the 100 events), not counting the shutdown after. Anchor, the "before" architecture: ``SELECT key, value``
@@ -19,12 +19,12 @@ from typing import Any
 from bench import dataset, services
 from bench.figure import Figure, ServiceUnavailable, Size, spread
 from bench.measure import Stats, seconds
-from statepump.events import Version
+from statepump.core.configops import config
+from statepump.core.events import Version
 from statepump.pump import Pump
-from statepump.reducers import config
-from statepump.snapshot import write_snapshot
-from statepump.sources.eventhubs import EventHubSource
+from statepump.sources.eventhub import EventHubSource
 from statepump.stores.blob import BlobStore
+from statepump.stores.snapshots import write_snapshot
 
 GOAL_SECONDS = 2.0
 AFTER_SNAPSHOT = 100

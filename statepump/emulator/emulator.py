@@ -20,11 +20,11 @@ import logging
 import signal
 from pathlib import Path
 
-from statepump.capture import DEFAULT_NAME_FORMAT
+from statepump.core.captureformat import DEFAULT_NAME_FORMAT
 from statepump.emulator.admin import start_admin
-from statepump.emulator.capture import BlobDestination, Capturer, Destination, DirectoryDestination
+from statepump.emulator.capturewriter import BlobDestination, Capturer, Destination, DirectoryDestination
 from statepump.emulator.hub import Hub
-from statepump.emulator.server import AmqpClient
+from statepump.emulator.listener import AmqpClient
 
 log = logging.getLogger("statepump.emulator")
 

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from statepump.events import Event, PartitionBounds
+from statepump.core.events import Event, PartitionBounds
 
 
 @runtime_checkable

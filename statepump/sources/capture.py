@@ -15,7 +15,7 @@ What it guarantees, beyond the source contract:
   sequence (a file is missing, a window was lost), :class:`SequenceGapError`
   names the missing range and the files on either side of it.
 * Memory stays flat: files are downloaded in chunks and decoded a block at a
-  time (see :class:`statepump.capture.BlockSplitter`); only out-of-order
+  time (see :class:`statepump.core.captureformat.BlockSplitter`); only out-of-order
   records wait in memory, at most ``max_reorder`` of them.
 * Finding where to start costs a few small reads, not a pass over every
   file: see :meth:`CaptureSource.read`.
@@ -49,7 +49,7 @@ from urllib.parse import urlsplit, urlunsplit
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient, ExponentialRetry
 
-from statepump.capture import (
+from statepump.core.captureformat import (
     DEFAULT_NAME_FORMAT,
     SYNC_SIZE,
     AvroHeader,
@@ -64,8 +64,8 @@ from statepump.capture import (
     parse_name,
     validate_name_format,
 )
-from statepump.errors import SequenceGapError
-from statepump.events import Event, PartitionBounds
+from statepump.core.errors import SequenceGapError
+from statepump.core.events import Event, PartitionBounds
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +376,7 @@ class CaptureSource:
         Each step reads one file's first :data:`PROBE_BYTES`.
 
         Raises :class:`SequenceGapError` when the files skip numbers, and
-        :class:`~statepump.capture.CaptureFormatError` for a file that is not
+        :class:`~statepump.core.captureformat.CaptureFormatError` for a file that is not
         a Capture file (both name the file).
         """
         files = await self._list()

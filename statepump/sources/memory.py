@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from statepump.events import Event, PartitionBounds
+from statepump.core.events import Event, PartitionBounds
 
 
 class MemorySource:

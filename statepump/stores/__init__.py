@@ -3,7 +3,7 @@
 Every adapter (a local directory, an Azure Blob container) implements
 :class:`SnapshotStore` and passes the one conformance suite in
 ``tests/stores/conformance.py``. Stores move bytes; they never look inside a
-snapshot (that is :mod:`statepump.snapshot`'s job).
+snapshot (that is :mod:`statepump.stores.snapshots`'s job).
 
 Names sort by sequence number because the number is zero-padded:
 ``{prefix}/{eventhub}/{partition}/{sequence:020d}.snapshot``. Listing one
@@ -77,7 +77,7 @@ class SnapshotStore(Protocol):
     async def write(self, sequence: int, data: bytes) -> SnapshotRef:
         """Store a snapshot under its sequence number, atomically.
 
-        Raises :class:`statepump.errors.SnapshotExists` if that name exists;
+        Raises :class:`statepump.core.errors.SnapshotExists` if that name exists;
         a partly written snapshot is never visible to ``list``.
         """
         ...

@@ -6,7 +6,7 @@ service for that prefix only (``name_starts_with``), so finding the latest costs
 one listing of this partition's snapshots, never of the whole container.
 
 Writes are create-only: ``upload_blob(overwrite=False)`` sends
-``If-None-Match: *``, and a ``409`` becomes :class:`statepump.errors.SnapshotExists`.
+``If-None-Match: *``, and a ``409`` becomes :class:`statepump.core.errors.SnapshotExists`.
 A partly uploaded snapshot is never visible: up to the client's
 ``max_single_put_size`` (64 MiB by default) the SDK sends one Put Blob, which
 the service applies whole or not at all; above it, the SDK stages blocks and
@@ -67,7 +67,7 @@ from tenacity import (
     wait_random,
 )
 
-from statepump.errors import ConfigError, ServiceUnavailable, SnapshotExists
+from statepump.core.errors import ConfigError, ServiceUnavailable, SnapshotExists
 from statepump.stores import SnapshotRef, parse_sequence, snapshot_name
 
 log = logging.getLogger("statepump.stores.blob")
@@ -385,7 +385,7 @@ class BlobStore:
     async def write(self, sequence: int, data: bytes) -> SnapshotRef:
         """Store ``data`` as the snapshot at ``sequence``, create-only.
 
-        Raises :class:`statepump.errors.SnapshotExists` if that blob exists.
+        Raises :class:`statepump.core.errors.SnapshotExists` if that blob exists.
         """
         name = self._name(sequence)
         writer = uuid.uuid4().hex

@@ -34,7 +34,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from statepump.errors import ConfigError, SnapshotExists
+from statepump.core.errors import ConfigError, SnapshotExists
 from statepump.stores import SnapshotRef, parse_sequence, snapshot_name
 
 TEMP_SUFFIX = ".tmp"
@@ -190,7 +190,7 @@ class DirectoryStore:
     async def write(self, sequence: int, data: bytes) -> SnapshotRef:
         """Store ``data`` as the snapshot at ``sequence``, atomically and create-only.
 
-        Raises :class:`statepump.errors.SnapshotExists` if it is already there.
+        Raises :class:`statepump.core.errors.SnapshotExists` if it is already there.
         """
         self._name(sequence)  # validates the number before any I/O
         return await asyncio.to_thread(self._write_sync, sequence, bytes(data))

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from statepump.capture import (
+from statepump.core.captureformat import (
     CAPTURE_SCHEMA,
     BlockSplitter,
     CaptureFormatError,
@@ -26,7 +26,7 @@ from statepump.capture import (
     record_to_event,
     write_capture_file,
 )
-from statepump.events import Event
+from statepump.core.events import Event
 
 T0 = datetime(2020, 6, 25, 15, 47, 29, 123000, tzinfo=UTC)
 

@@ -21,15 +21,15 @@ from azure.storage.blob.aio import ContainerClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from statepump.capture import (
+from statepump.core.captureformat import (
     CAPTURE_SCHEMA,
     DEFAULT_NAME_FORMAT,
     CaptureFormatError,
     render_name,
     write_capture_file,
 )
-from statepump.errors import SequenceGapError
-from statepump.events import Event
+from statepump.core.errors import SequenceGapError
+from statepump.core.events import Event
 from statepump.sources import EventSource
 from statepump.sources.capture import CaptureFiles, CaptureSource, DirectoryFiles, StoredFile
 from tests.fixtures.azurite import Azurite

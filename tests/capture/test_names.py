@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from statepump.capture import (
+from statepump.core.captureformat import (
     DEFAULT_NAME_FORMAT,
     NAME_FIELDS,
     CaptureFormatError,

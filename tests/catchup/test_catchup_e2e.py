@@ -17,15 +17,15 @@ import pytest
 from azure.storage.blob.aio import ContainerClient
 
 from statepump.components import make_pump
+from statepump.core.configops import config
+from statepump.core.events import Event
+from statepump.core.fold import fold
 from statepump.emulator import Emulator
-from statepump.eventhubs import send_events
-from statepump.events import Event
-from statepump.fold import fold
+from statepump.eventhubs.send import send_events
 from statepump.pump import Pump
-from statepump.reducers import config
 from statepump.settings import Settings, load
-from statepump.snapshot import initial_version, write_snapshot
 from statepump.stores.blob import BlobStore
+from statepump.stores.snapshots import initial_version, write_snapshot
 from tests.core.strategies import T0
 from tests.fixtures.azurite import Azurite
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from statepump.errors import ConfigError
+from statepump.core.errors import ConfigError
 from statepump.settings import load
 
 

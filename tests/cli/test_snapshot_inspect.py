@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pyrsistent import freeze
 
-from statepump import codec
+from statepump.core import codec
 from tests.core.strategies import T0
 
 

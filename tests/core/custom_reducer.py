@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from statepump.events import Event
+from statepump.core.events import Event
 
 
 def count(state: Any, event: Event) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import strategies as st
 from pyrsistent import pmap, pset, pvector
 
-from statepump.events import Event
+from statepump.core.events import Event
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyrsistent import pmap, pset, pvector
 
-from statepump import codec
-from statepump.codec import SnapshotMeta, decode, encode, read_meta
-from statepump.errors import SnapshotCorrupt
+from statepump.core import codec
+from statepump.core.codec import SnapshotMeta, decode, encode, read_meta
+from statepump.core.errors import SnapshotCorrupt
 from tests.core.strategies import T0, pyrsistent_values
 
 META = SnapshotMeta("hub", "0", 41, T0, "config", 1, T0, 42)

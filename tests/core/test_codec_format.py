@@ -11,9 +11,9 @@ import msgpack
 import pytest
 from pyrsistent import PMap, PSet, PVector, freeze, pmap, pset, pvector
 
-from statepump import codec
-from statepump.codec import SnapshotMeta, decode, decode_state, encode, encode_state
-from statepump.errors import SnapshotCorrupt
+from statepump.core import codec
+from statepump.core.codec import SnapshotMeta, decode, decode_state, encode, encode_state
+from statepump.core.errors import SnapshotCorrupt
 from tests.core.strategies import T0
 
 META = SnapshotMeta("hub", "0", 41, T0, "config", 1, T0, 42)

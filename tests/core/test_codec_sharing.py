@@ -7,7 +7,7 @@ from typing import Any
 
 from pyrsistent import PMap, pmap, pset, pvector
 
-from statepump.codec import decode_state, encode_state
+from statepump.core.codec import decode_state, encode_state
 
 
 def test_equal_small_values_decode_to_one_object() -> None:

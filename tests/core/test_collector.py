@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from statepump.collector import Collector, paused
+from statepump.core.collector import Collector, paused
 
 
 def test_explicit_collection_frees_cycles_and_freezes_survivors() -> None:

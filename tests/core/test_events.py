@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from statepump.events import Event, EventSlots, new_event
+from statepump.core.events import Event, EventSlots, new_event
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 

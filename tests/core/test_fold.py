@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyrsistent import pmap
 
-from statepump.errors import SequenceGapError
-from statepump.events import Event, Version
-from statepump.fold import FoldGap, fold
-from statepump.reducers import Reducer, config
+from statepump.core.configops import config
+from statepump.core.errors import SequenceGapError
+from statepump.core.events import Event, Version
+from statepump.core.fold import FoldGap, fold
+from statepump.core.reducer import Reducer
 from tests.core.strategies import T0, bodies, event, events_from
 
 START = Version(config.initial, -1, None, "0")

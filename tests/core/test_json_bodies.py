@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from statepump.reducers import _loads
+from statepump.core.configops import _loads
 
 scalars = st.one_of(
     st.none(),

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyrsistent import pmap
 
-from statepump.reducers import _map_set
+from statepump.core.pyrsistent_internals import map_set
 
 # Small integer keys hash to themselves, so buckets collide and the bucket
-# vector has to grow: every branch of _map_set is exercised.
+# vector has to grow: every branch of map_set is exercised.
 keys = st.one_of(st.integers(-40, 40), st.sampled_from(["a", "b", "tenant-1:x", ""]))
 values = st.one_of(st.integers(), st.text(max_size=3), st.none(), st.booleans(), st.floats(allow_nan=False))
 
@@ -23,7 +23,7 @@ def test_fast_set_equals_pmap_set(initial: dict[object, object], updates: list[t
     fast = slow = pmap(initial)
     model = dict(initial)
     for key, value in updates:
-        fast = _map_set(fast, key, value)
+        fast = map_set(fast, key, value)
         slow = slow.set(key, value)
         model[key] = value
         assert fast == slow
@@ -35,7 +35,7 @@ def test_fast_set_equals_pmap_set(initial: dict[object, object], updates: list[t
 def test_setting_the_same_object_returns_the_same_map() -> None:
     value = object()
     m = pmap({"a": value})
-    assert _map_set(m, "a", value) is m
+    assert map_set(m, "a", value) is m
 
 
 json_values = st.recursive(
@@ -51,8 +51,8 @@ paths = st.one_of(st.sampled_from(["a", "b", "a/b", "", "/", "x/"]), st.text(max
 def test_the_config_reducers_set_shortcut_equals_apply_op(sets: list[tuple[object, object]]) -> None:
     import json
 
-    from statepump.events import Event
-    from statepump.reducers import OperationError, apply_op, config
+    from statepump.core.configops import OperationError, apply_op, config
+    from statepump.core.events import Event
     from tests.core.strategies import T0
 
     fast = slow = config.initial

@@ -12,15 +12,16 @@ from typing import Any
 import pytest
 from pyrsistent import pmap
 
-from statepump.deadletter import DeadLetterFile
-from statepump.errors import ServiceUnavailable
-from statepump.events import Event, PartitionBounds, Version
-from statepump.fold import fold
+from statepump.core.configops import config
+from statepump.core.errors import ServiceUnavailable
+from statepump.core.events import Event, PartitionBounds, Version
+from statepump.core.fold import fold
+from statepump.core.reducer import Reducer
 from statepump.pump import Pump, PumpFailed
-from statepump.reducers import Reducer, config
-from statepump.snapshot import initial_version, write_snapshot
 from statepump.sources.memory import MemorySource
+from statepump.stores.deadletters import DeadLetterFile
 from statepump.stores.directory import DirectoryStore
+from statepump.stores.snapshots import initial_version, write_snapshot
 from tests.core.strategies import T0
 
 

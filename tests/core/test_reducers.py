@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 from pyrsistent import freeze, pmap
 
-from statepump.errors import ConfigError
-from statepump.reducers import OperationError, config, load_reducer, markup
+from statepump.core.configops import OperationError, config
+from statepump.core.errors import ConfigError
+from statepump.core.markup import markup
+from statepump.core.reducer import load_reducer
 from tests.core.strategies import event
 
 
@@ -103,13 +105,13 @@ def test_markup_example_sets_and_removes_markups() -> None:
 
 def test_load_reducer_names_what_is_wrong() -> None:
     assert load_reducer("config") is config
-    assert load_reducer("statepump.reducers:markup") is markup
+    assert load_reducer("statepump.core.markup:markup") is markup
     with pytest.raises(ConfigError, match="neither a built-in"):
         load_reducer("nonsense")
     with pytest.raises(ConfigError, match="cannot import module 'no_such_module_xyz'"):
         load_reducer("no_such_module_xyz:f")
     with pytest.raises(ConfigError, match="has no attribute 'nope'"):
-        load_reducer("statepump.reducers:nope")
+        load_reducer("statepump.core.markup:nope")
 
 
 def test_a_plain_function_becomes_a_reducer_with_its_version() -> None:

@@ -8,11 +8,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from statepump import codec
-from statepump.fold import fold
-from statepump.reducers import Reducer, config
-from statepump.snapshot import initial_version, load_latest, write_snapshot
+from statepump.core import codec
+from statepump.core.configops import config
+from statepump.core.fold import fold
+from statepump.core.reducer import Reducer
 from statepump.stores.directory import DirectoryStore
+from statepump.stores.snapshots import initial_version, load_latest, write_snapshot
 from tests.core.strategies import T0, bodies, events_from
 
 

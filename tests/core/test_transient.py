@@ -16,19 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyrsistent import PMap, freeze, pmap
 
-from statepump import reducers
-from statepump.events import Event, Version
-from statepump.fold import Fed, Folder, FoldGap, FoldResult, Poisoned, PoisonPolicy, fold
-from statepump.reducers import (
-    _DELETED,
-    OperationError,
-    Reducer,
-    _ConfigTransient,
-    _freeze,
-    _map_update,
-    _small_pmap,
-    config,
-)
+from statepump.core import configops, pyrsistent_internals
+from statepump.core.configops import OperationError, _ConfigTransient, _freeze, config
+from statepump.core.events import Event, Version
+from statepump.core.fold import Fed, Folder, FoldGap, FoldResult, Poisoned, PoisonPolicy, fold
+from statepump.core.pyrsistent_internals import DELETED, map_update, small_pmap
+from statepump.core.reducer import Reducer
 from tests.core.strategies import T0, event, events_from, json_values
 
 ONE_AT_A_TIME: Reducer[Any] = Reducer(config.name, config.version, config.apply, config.initial)
@@ -288,7 +281,7 @@ def test_integers_beyond_64_bits_stay_exact_on_the_fast_path() -> None:
 
 changes = st.dictionaries(
     st.one_of(st.integers(-40, 40), st.sampled_from(["a", "b", "tenant-1:x", ""])),
-    st.one_of(st.integers(), st.none(), st.just(_DELETED)),
+    st.one_of(st.integers(), st.none(), st.just(DELETED)),
     max_size=120,
 )
 
@@ -299,8 +292,8 @@ def test_the_bulk_map_update_equals_pmap_set_and_discard(initial: dict[Any, Any]
     # Small integers hash to themselves: buckets collide and the vector must grow.
     slow = before = pmap(initial)
     for k, v in change.items():
-        slow = slow.discard(k) if v is _DELETED else slow.set(k, v)
-    fast = _map_update(before, change)
+        slow = slow.discard(k) if v is DELETED else slow.set(k, v)
+    fast = map_update(before, change)
     assert fast == slow
     assert dict(fast.items()) == dict(slow.items())
     assert before == pmap(initial)
@@ -321,20 +314,20 @@ def test_each_way_of_the_bulk_map_update_equals_pmap_set_and_discard(
     before = pmap({f"k{i}": i for i in range(keys)})
     frozen_before = dict(before.items())
     # Every third change deletes, the others update existing keys and add new ones.
-    change: dict[Any, Any] = {f"k{i * 7 % (keys + changed)}": (_DELETED if i % 3 == 0 else -i) for i in range(changed)}
+    change: dict[Any, Any] = {f"k{i * 7 % (keys + changed)}": (DELETED if i % 3 == 0 else -i) for i in range(changed)}
     ways: list[str] = []
-    real = reducers._rebuilt
+    real = pyrsistent_internals._rebuilt
 
     def spy(node: PMap[Any, Any], changes: Any, width: int) -> PMap[Any, Any]:
         ways.append("in place" if width == len(node._buckets) else "wider")
         return real(node, changes, width)
 
-    monkeypatch.setattr(reducers, "_rebuilt", spy)
-    fast = _map_update(before, change)
+    monkeypatch.setattr(pyrsistent_internals, "_rebuilt", spy)
+    fast = map_update(before, change)
     assert ways == ([] if way == "evolver" else [way])
     slow = before
     for k, v in change.items():
-        slow = slow.discard(k) if v is _DELETED else slow.set(k, v)
+        slow = slow.discard(k) if v is DELETED else slow.set(k, v)
     assert dict(fast.items()) == dict(slow.items())
     assert fast == slow
     assert dict(before.items()) == frozen_before  # the old map's buckets were copied, never changed
@@ -350,7 +343,7 @@ def test_the_json_freeze_equals_pyrsistent_freeze(value: Any) -> None:
 
 @given(st.dictionaries(st.one_of(st.text(max_size=3), st.integers(-20, 20)), st.integers(), max_size=20))
 def test_small_pmap_builds_the_same_map_as_pmap(d: dict[Any, Any]) -> None:
-    fast, slow = _small_pmap(d), pmap(d)
+    fast, slow = small_pmap(d), pmap(d)
     assert fast == slow
     assert list(fast.items()) == list(slow.items())
     _check_map(fast)
@@ -369,9 +362,9 @@ def test_equal_container_values_from_events_are_one_object_and_equal_ones_of_oth
 
 
 def test_the_table_of_shared_values_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reducers, "_SHARED", {})
-    monkeypatch.setattr(reducers, "_SHARED_MOST", 10)
+    monkeypatch.setattr(configops, "_SHARED", {})
+    monkeypatch.setattr(configops, "_SHARED_MOST", 10)
     bodies = [b'{"op": "set", "path": "k%d", "value": {"n": %d}}' % (i, i) for i in range(100)]
     state = fold(Version(pmap(), -1, None, "0"), events_from(bodies), config, applied_at=T0).version.state
-    assert len(reducers._SHARED) <= 10
+    assert len(configops._SHARED) <= 10
     assert [state[f"k{i}"]["n"] for i in range(100)] == list(range(100))

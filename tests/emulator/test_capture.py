@@ -12,9 +12,9 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 from azure.storage.blob.aio import ContainerClient
 
-from statepump.capture import DEFAULT_NAME_FORMAT, parse_name, read_capture_file
+from statepump.core.captureformat import DEFAULT_NAME_FORMAT, parse_name, read_capture_file
+from statepump.core.events import Event
 from statepump.emulator import Emulator
-from statepump.events import Event
 
 pytestmark = pytest.mark.emulator
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from statepump.emulator import Emulator
-from statepump.sources.eventhubs import EventHubSource
+from statepump.sources.eventhub import EventHubSource
 
 
 @pytest.fixture

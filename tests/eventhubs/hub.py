@@ -10,8 +10,8 @@ import pytest
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 
-from statepump.events import Event
-from statepump.sources.eventhubs import EventHubSource
+from statepump.core.events import Event
+from statepump.sources.eventhub import EventHubSource
 
 
 async def put(connection_string: str, bodies: Sequence[bytes], partition: str = "0") -> None:

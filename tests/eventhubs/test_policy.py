@@ -7,8 +7,9 @@ import random
 import pytest
 from azure.eventhub.exceptions import AuthenticationError, ConnectError, ConnectionLostError
 
-from statepump.errors import ConfigError
-from statepump.eventhubs import Backoff, Failure, HubEndpoint, classify, parse_connection_string, redact
+from statepump.core.errors import ConfigError
+from statepump.eventhubs.connection import HubEndpoint, parse_connection_string, redact
+from statepump.eventhubs.failures import Backoff, Failure, classify
 
 KEY = "Zm9vYmFyLXNlY3JldC1rZXk9PQ=="
 CS = f"Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey={KEY};EntityPath=orders"
@@ -137,7 +138,7 @@ def test_errors_sorted_into_retry_and_report() -> None:
     ],
 )
 def test_source_settings_are_checked(kwargs: dict[str, object], setting: str) -> None:
-    from statepump.sources.eventhubs import EventHubSource
+    from statepump.sources.eventhub import EventHubSource
 
     with pytest.raises(ConfigError, match=setting):
         EventHubSource(connection_string=CS, **kwargs)  # type: ignore[arg-type]

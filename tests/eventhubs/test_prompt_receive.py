@@ -17,10 +17,12 @@ from azure.eventhub._pyamqp.message import Message
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.exceptions import ConnectError
 
+from statepump.core.events import Event
 from statepump.emulator import Emulator
-from statepump.eventhubs import Backoff, HubEndpoint, PromptTransport, arrivals, prompt_receive
-from statepump.events import Event
-from statepump.sources.eventhubs import EventHubSource
+from statepump.eventhubs.connection import HubEndpoint
+from statepump.eventhubs.failures import Backoff
+from statepump.eventhubs.transport import PromptTransport, arrivals, prompt_receive
+from statepump.sources.eventhub import EventHubSource
 from tests.eventhubs.hub import numbered, put, stop_receiving
 
 T = TypeVar("T")

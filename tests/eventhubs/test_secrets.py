@@ -7,10 +7,12 @@ import logging
 
 import pytest
 
+from statepump.core.errors import ConfigError
 from statepump.emulator import Emulator
-from statepump.errors import ConfigError
-from statepump.eventhubs import Backoff, HubEndpoint, HubError, HubRejected, send_events
-from statepump.sources.eventhubs import EventHubSource
+from statepump.eventhubs.connection import HubEndpoint
+from statepump.eventhubs.failures import Backoff, HubError, HubRejected
+from statepump.eventhubs.send import send_events
+from statepump.sources.eventhub import EventHubSource
 from tests.eventhubs.hub import drain, read_until
 from tests.fixtures.emulator import free_port
 

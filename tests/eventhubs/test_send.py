@@ -6,10 +6,11 @@ import logging
 
 import pytest
 
+from statepump.core.errors import ConfigError
 from statepump.emulator import Emulator
-from statepump.errors import ConfigError
-from statepump.eventhubs import SEND_ID_PROPERTY, EventTooLarge, send_events
-from statepump.sources.eventhubs import EventHubSource
+from statepump.eventhubs.failures import EventTooLarge
+from statepump.eventhubs.send import SEND_ID_PROPERTY, send_events
+from statepump.sources.eventhub import EventHubSource
 from tests.eventhubs.hub import numbered, put, read_until
 
 pytestmark = pytest.mark.emulator

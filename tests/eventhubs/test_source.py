@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from statepump.core.events import Event
 from statepump.emulator import Emulator
-from statepump.eventhubs import Backoff, HubRejected, PartitionStolen
-from statepump.events import Event
-from statepump.sources.eventhubs import EventHubSource
+from statepump.eventhubs.failures import Backoff, HubRejected, PartitionStolen
+from statepump.sources.eventhub import EventHubSource
 from tests.eventhubs.hub import drain, numbered, put, read_until
 
 pytestmark = pytest.mark.emulator
@@ -229,7 +229,7 @@ async def test_server_closing_the_connection_is_survived(tmp_path: Path, caplog:
 async def test_namespace_and_credential_build_clients_without_connecting() -> None:
     from azure.identity.aio import ClientSecretCredential
 
-    from statepump.eventhubs import HubEndpoint
+    from statepump.eventhubs.connection import HubEndpoint
 
     given = ClientSecretCredential("tenant", "client", "not-a-secret")
     endpoint = HubEndpoint(fully_qualified_namespace="ns.servicebus.windows.net", eventhub="orders", credential=given)

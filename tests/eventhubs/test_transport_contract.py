@@ -1,4 +1,4 @@
-"""The private parts of azure-eventhub that :class:`statepump.eventhubs.PromptTransport` relies on, pinned down.
+"""The private parts of azure-eventhub that :class:`~statepump.eventhubs.transport.PromptTransport` relies on.
 
 ``PromptTransport`` replaces the SDK's receive loops (``_callback_task``,
 ``_receive_task``, ``receive_messages_async``) and its buffer append
@@ -27,7 +27,8 @@ from azure.eventhub.aio._consumer_async import EventHubConsumer
 from azure.eventhub.aio._transport._pyamqp_transport_async import PyamqpTransportAsync
 
 from statepump.emulator import Emulator
-from statepump.eventhubs import HubEndpoint, PromptTransport, arrivals, prompt_receive
+from statepump.eventhubs.connection import HubEndpoint
+from statepump.eventhubs.transport import PromptTransport, arrivals, prompt_receive
 from tests.eventhubs.hub import numbered, put, stop_receiving
 
 #: sha256 of the SDK methods PromptTransport replaces, as read for azure-eventhub 5.15.1.

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from examples.pump_settings import hub_settings
-from statepump.errors import ConfigError
+from statepump.core.errors import ConfigError
 
 EMULATOR = (
     "Endpoint=sb://127.0.0.1:5672/;SharedAccessKeyName=RootManageSharedAccessKey;"

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from statepump.errors import SequenceGapError
-from statepump.events import PartitionBounds
-from statepump.plan import (
+from statepump.core.errors import SequenceGapError
+from statepump.core.events import PartitionBounds
+from statepump.core.plan import (
     CaptureCoverage,
     Done,
     PositionAheadError,

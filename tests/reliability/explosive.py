@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from statepump.events import Event
-from statepump.reducers import config, reducer
+from statepump.core.configops import config
+from statepump.core.events import Event
+from statepump.core.reducer import reducer
 
 
 @reducer("explosive", 1)

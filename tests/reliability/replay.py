@@ -10,11 +10,12 @@ from typing import Any
 from azure.eventhub import EventData, EventHubProducerClient
 from pyrsistent import thaw
 
-from statepump.events import Event
-from statepump.fold import fold
-from statepump.reducers import Reducer, config
-from statepump.snapshot import initial_version
-from statepump.sources.eventhubs import EventHubSource
+from statepump.core.configops import config
+from statepump.core.events import Event
+from statepump.core.fold import fold
+from statepump.core.reducer import Reducer
+from statepump.sources.eventhub import EventHubSource
+from statepump.stores.snapshots import initial_version
 
 
 async def read_everything(connection_string: str, partition: str = "0", timeout: float = 60.0) -> list[Event]:

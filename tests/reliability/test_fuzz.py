@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyrsistent import freeze
 
-from statepump import codec
-from statepump.capture import CaptureFormatError, read_capture_file, write_capture_file
-from statepump.errors import SnapshotCorrupt
-from statepump.events import Event
-from statepump.reducers import config
-from statepump.snapshot import check
+from statepump.core import codec
+from statepump.core.captureformat import CaptureFormatError, read_capture_file, write_capture_file
+from statepump.core.configops import config
+from statepump.core.errors import SnapshotCorrupt
+from statepump.core.events import Event
 from statepump.stores import SnapshotRef, snapshot_name
+from statepump.stores.snapshots import check
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 STATE = freeze({"markup": {"tshirt": 0.03, "jeans": [1, 2, {"x": None}]}, "on": True, "name": "ü" * 40})
@@ -70,7 +70,7 @@ def outcome_of(work: Callable[[], object], expected: type[Exception]) -> object:
 
 
 def used_by_a_pump(data: bytes, hmac_key: bytes | None = None) -> object:
-    """What :func:`statepump.snapshot.load_latest` would start from: the state, or SnapshotCorrupt."""
+    """What :func:`statepump.stores.snapshots.load_latest` would start from: the state, or SnapshotCorrupt."""
     meta, state = codec.decode(data, hmac_key=hmac_key)
     check(meta, REF, config, "hub", "0")
     assert meta.sequence == 4242  # check() guarantees the name and the content agree

@@ -14,7 +14,7 @@ from pyrsistent import thaw
 
 from statepump.emulator import Emulator
 from statepump.pump import Pump
-from statepump.sources.eventhubs import EventHubSource
+from statepump.sources.eventhub import EventHubSource
 from tests.fixtures.emulator import EmulatorProcess
 from tests.reliability.replay import read_everything, replay, send
 from tests.reliability.sidecar import Sidecar

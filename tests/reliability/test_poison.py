@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from statepump.deadletter import DeadLetterBlob
+from statepump.stores.deadletters import DeadLetterBlob
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.emulator import EmulatorProcess
 from tests.reliability.replay import send

@@ -15,14 +15,15 @@ from typing import Any
 import pytest
 from pyrsistent import freeze
 
-from statepump import codec
-from statepump.events import Event, Version
-from statepump.fold import fold
-from statepump.reducers import config, markup
-from statepump.snapshot import initial_version, write_snapshot
+from statepump.core import codec
+from statepump.core.configops import config
+from statepump.core.events import Event, Version
+from statepump.core.fold import fold
+from statepump.core.markup import markup
 from statepump.stores import SnapshotStore
 from statepump.stores.blob import BlobStore
 from statepump.stores.directory import DirectoryStore
+from statepump.stores.snapshots import initial_version, write_snapshot
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.emulator import EmulatorProcess
 from tests.reliability.replay import read_everything, replay, send

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from statepump.http import Limits
+from statepump.core.httpapi import Limits
 from statepump.pump import Pump
-from statepump.server import Server
+from statepump.serving.sidecar import Server
 from statepump.sources.memory import MemorySource
 
 

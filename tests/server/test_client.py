@@ -26,9 +26,9 @@ from statepump.client import (
     health_command,
     query_command,
 )
-from statepump.http import Limits
+from statepump.core.httpapi import Limits
 from statepump.pump import Pump
-from statepump.server import Server
+from statepump.serving.sidecar import Server
 from statepump.sources.memory import MemorySource
 from tests.server.conftest import make_server, publish
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from statepump.client import AsyncClient
 from statepump.pump import Pump
-from statepump.server import Server
+from statepump.serving.sidecar import Server
 from statepump.sources.memory import MemorySource
 from tests.server.conftest import body_of, header, make_server, publish, raw_exchange, status_of
 

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pyrsistent import freeze, thaw
 
-from statepump import statejson
-from statepump.http import HttpError, Limits, Request, RequestParser, StateQuery, Watch, route
+from statepump.core import statejson
+from statepump.core.httpapi import HttpError, Limits, Request, RequestParser, StateQuery, Watch, route
 
 LIMITS = Limits()
 

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from statepump.client import AsyncClient
-from statepump.errors import ConfigError
-from statepump.http import Limits
+from statepump.core.errors import ConfigError
+from statepump.core.httpapi import Limits
 from statepump.pump import Pump
-from statepump.server import Server, SocketInUse
+from statepump.serving.sidecar import Server, SocketInUse
 from statepump.sources.memory import MemorySource
 from tests.server.conftest import body_of, make_server, publish, raw_exchange, status_of
 

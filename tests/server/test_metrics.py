@@ -7,8 +7,8 @@ from typing import Any
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from statepump import metrics
 from statepump.pump import Pump
+from statepump.serving import metrics
 from statepump.sources.memory import MemorySource
 from tests.server.conftest import publish
 

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from statepump.http import Limits
+from statepump.core.httpapi import Limits
 from statepump.pump import Pump
-from statepump.server import Server
+from statepump.serving.sidecar import Server
 from statepump.sources.memory import MemorySource
 
 #: Seconds a request may wait for a min_sequence in this run (the spec allows 300).

@@ -7,8 +7,8 @@ from typing import Any
 
 from pyrsistent import pmap
 
-from statepump.events import Event
-from statepump.reducers import Reducer
+from statepump.core.events import Event
+from statepump.core.reducer import Reducer
 
 
 def _count(step: int) -> Any:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from snapshotter.run import run_once
-from statepump import codec
 from statepump.components import make_pump, make_store
+from statepump.core import codec
 from statepump.emulator import Emulator
 from statepump.settings import Settings, load
 from statepump.stores import SnapshotRef
@@ -120,6 +120,6 @@ async def test_rebuild_in_blob(azurite: Azurite, blob_container: str, tmp_path: 
     async with pump:
         await pump.wait_ready(timeout=10)
         assert pump.status()["snapshot_sequence"] == 28
-        from statepump.reducers import load_reducer
+        from statepump.core.reducer import load_reducer
 
         assert pump.state == replay(40, load_reducer("tests.snapshotter.reducers:v2"))

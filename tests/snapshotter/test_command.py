@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from statepump import codec
 from statepump.components import make_pump
+from statepump.core import codec
 from statepump.emulator import Emulator
-from statepump.eventhubs import send_events
+from statepump.eventhubs.send import send_events
 from statepump.settings import load
 from statepump.stores.directory import DirectoryStore
 from tests.snapshotter.hubs import body

@@ -20,9 +20,9 @@ from azure.storage.blob import ContainerClient
 
 from snapshotter.run import run_once
 from snapshotter.store_view import StoreView
-from statepump import codec
+from statepump.core import codec
+from statepump.core.reducer import load_reducer
 from statepump.pump import Pump
-from statepump.reducers import load_reducer
 from statepump.sources.memory import MemorySource
 from statepump.stores import SnapshotStore, snapshot_name
 from statepump.stores.blob import BlobStore

@@ -19,15 +19,16 @@ from snapshotter import retention
 from snapshotter.cli import continuous, main, report
 from snapshotter.outcome import Outcome
 from snapshotter.run import SnapshotterFailed, run_once
-from statepump import codec
 from statepump.components import make_pump, make_store
-from statepump.events import Event
-from statepump.fold import fold
-from statepump.reducers import Reducer, config, load_reducer
+from statepump.core import codec
+from statepump.core.configops import config
+from statepump.core.events import Event
+from statepump.core.fold import fold
+from statepump.core.reducer import Reducer, load_reducer
 from statepump.settings import Settings, load
-from statepump.snapshot import initial_version
 from statepump.sources.memory import MemorySource
 from statepump.stores import SnapshotRef
+from statepump.stores.snapshots import initial_version
 from tests.snapshotter.hubs import T0, body, hub
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from statepump.events import Event
+from statepump.core.events import Event
 from statepump.sources import EventSource
 
 Published = tuple[bytes, Mapping[str, Any]]

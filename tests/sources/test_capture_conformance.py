@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from azure.storage.blob.aio import ContainerClient
 
-from statepump.capture import DEFAULT_NAME_FORMAT, render_name, write_capture_file
-from statepump.events import Event
+from statepump.core.captureformat import DEFAULT_NAME_FORMAT, render_name, write_capture_file
+from statepump.core.events import Event
 from statepump.sources.capture import CaptureSource
 from tests.fixtures.azurite import Azurite
 from tests.sources.conformance import Publish, Published, SourceConformance

@@ -9,9 +9,9 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 
 from statepump.emulator import Emulator
-from statepump.eventhubs import Backoff
+from statepump.eventhubs.failures import Backoff
 from statepump.sources import EventSource
-from statepump.sources.eventhubs import EventHubSource
+from statepump.sources.eventhub import EventHubSource
 from tests.sources.conformance import Publish, Published, SourceConformance
 
 pytestmark = pytest.mark.emulator

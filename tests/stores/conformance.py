@@ -26,7 +26,7 @@ from typing import Protocol
 
 import pytest
 
-from statepump.errors import SnapshotExists
+from statepump.core.errors import SnapshotExists
 from statepump.stores import SnapshotRef, SnapshotStore, parse_sequence
 
 

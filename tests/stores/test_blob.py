@@ -18,7 +18,7 @@ from azure.core.pipeline import PipelineRequest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from statepump.errors import ConfigError, SnapshotExists
+from statepump.core.errors import ConfigError, SnapshotExists
 from statepump.stores import SnapshotStore
 from statepump.stores.blob import BlobRetry, BlobStore, SnapshotStoreUnavailable
 from tests.fixtures.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite, AzuriteProcess

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from statepump.errors import ConfigError, SnapshotExists
+from statepump.core.errors import ConfigError, SnapshotExists
 from statepump.stores import SnapshotStore
 from statepump.stores.directory import DirectoryStore
 from tests.stores.conformance import SnapshotStoreConformance, StoreFactory

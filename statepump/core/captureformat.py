@@ -3,7 +3,7 @@
 Capture writes one Avro object-container file per partition per capture
 window. This module knows everything about those files that needs no network:
 how their names are built from a configurable format (and parsed back), the
-``EventData`` schema, how a record becomes an :class:`~statepump.events.Event`
+``EventData`` schema, how a record becomes an :class:`~statepump.core.events.Event`
 and back, and the quirks of what the real service writes (``EnqueuedTimeUtc``
 as a .NET US-culture string without milliseconds, ``null`` in the Properties
 union, empty files for empty windows). It does no I/O of its own: callers hand
@@ -12,7 +12,7 @@ opens the files; the emulator's Capture writer calls :func:`write_capture_file`.
 
 >>> import io
 >>> from datetime import datetime, timezone
->>> from statepump.events import Event
+>>> from statepump.core.events import Event
 >>> buf = io.BytesIO()
 >>> t = datetime(2020, 6, 25, 15, 47, 29, tzinfo=timezone.utc)
 >>> write_capture_file(buf, [Event("0", 7, "4096", t, None, {"k": None}, b"hi")])
@@ -35,8 +35,8 @@ from typing import IO, Any, Final, Literal
 
 import fastavro
 
-from statepump.errors import StatepumpError
-from statepump.events import Event, EventSlots
+from statepump.core.errors import StatepumpError
+from statepump.core.events import Event, EventSlots
 
 #: The Avro schema Capture writes, as the real service embeds it in each file.
 #: Readers never rely on it (they use the writer schema in the file); the

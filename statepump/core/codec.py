@@ -44,13 +44,13 @@ import struct
 import zlib
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from itertools import chain
 from typing import Any
 
 import msgpack
 from pyrsistent import PMap, PSet, PVector, freeze, pmap, pset, pvector
 
-from statepump.errors import SnapshotCorrupt
+from statepump.core.errors import SnapshotCorrupt
+from statepump.core.pyrsistent_internals import map_from_flat, map_pairs
 
 MAGIC = b"STPSNAP\x00"
 FORMAT = 2
@@ -90,14 +90,8 @@ class SnapshotMeta:
         return f"{self.reducer}@{self.reducer_version}"
 
 
-def _map_pairs(m: PMap[Any, Any]) -> list[tuple[Any, Any]]:
-    # PMap's public iteration goes through Python-level generators; its
-    # bucket vector holds the (key, value) pairs and iterates in C.
-    return list(chain.from_iterable(filter(None, m._buckets.tolist())))
-
-
 def _map_items(m: PMap[Any, Any]) -> dict[Any, Any]:
-    return dict(_map_pairs(m))
+    return dict(map_pairs(m))
 
 
 # Exact types first: isinstance() against pyrsistent's ABCs costs more than
@@ -159,10 +153,10 @@ class _Encoder:
         kind = type(obj)
         if kind is _PMAP_TYPE or (kind is not _PVECTOR_TYPE and isinstance(obj, PMap)):
             if len(obj) > _SMALL:  # type: ignore[arg-type]
-                return _ext((_EXT_MAP, self.pack_flat(_map_pairs(obj))))  # type: ignore[arg-type]
+                return _ext((_EXT_MAP, self.pack_flat(map_pairs(obj))))  # type: ignore[arg-type]
             found = self.small.get(id(obj))
             if found is None:
-                content = self.small_packer.pack_map_pairs(_map_pairs(obj))  # type: ignore[arg-type]
+                content = self.small_packer.pack_map_pairs(map_pairs(obj))  # type: ignore[arg-type]
                 found = self.small[id(obj)] = _ext((_EXT_SMALL_MAP, content))
             return found
         if kind is _PVECTOR_TYPE or isinstance(obj, PVector):
@@ -177,37 +171,10 @@ class _Encoder:
 
 
 def _build_map(flat: list[Any]) -> PMap[Any, Any]:
-    """The pmap of a ``[k0, v0, k1, v1, ...]`` array, built bucket by bucket.
-
-    This is what ``pmap(dict)`` does, minus the dict: a msgpack *map* of a
-    million string keys decodes several times slower than the same keys in an
-    array, because msgpack interns every map key and then the dict must be
-    built and walked again. One bucket per key, as ``pmap(d, pre_size=n)``:
-    fewer bucket lists and a smaller vector; PMap grows it when keys are added.
-    A repeated key keeps its last value, as a dict would.
-    """
+    """The pmap of a ``[k0, v0, k1, v1, ...]`` array; a corrupt one (odd length) is reported."""
     if len(flat) % 2:
         raise SnapshotCorrupt("a map's key/value array has an odd number of items")
-    n = len(flat) // 2
-    size = max(n, 1)
-    buckets: list[list[tuple[Any, Any]] | None] = [None] * size
-    count = n
-    it = iter(flat)
-    for k in it:
-        v = next(it)
-        i = hash(k) % size
-        bucket = buckets[i]
-        if bucket is None:
-            buckets[i] = [(k, v)]
-            continue
-        for j, (k2, _) in enumerate(bucket):
-            if k2 == k:
-                bucket[j] = (k2, v)
-                count -= 1
-                break
-        else:
-            bucket.append((k, v))
-    return PMap(count, pvector(buckets))  # type: ignore[call-arg]
+    return map_from_flat(flat)
 
 
 class _Decoder:

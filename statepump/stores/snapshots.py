@@ -1,6 +1,6 @@
 """Loading the newest usable snapshot, and writing a new one.
 
-"Usable" means: it decodes and verifies (:mod:`statepump.codec`), it belongs to
+"Usable" means: it decodes and verifies (:mod:`statepump.core.codec`), it belongs to
 this event hub and partition, its name agrees with its content, and it was
 made by this reducer at this version. Anything else is reported and the next
 older snapshot is tried: a damaged newest snapshot costs a longer catch-up,
@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from statepump import codec
-from statepump.errors import SnapshotCorrupt
-from statepump.events import NOTHING_APPLIED, Version
-from statepump.reducers import Reducer
+from statepump.core import codec
+from statepump.core.errors import SnapshotCorrupt
+from statepump.core.events import NOTHING_APPLIED, Version
+from statepump.core.reducer import Reducer
 from statepump.stores import SnapshotRef, SnapshotStore
 
 S = TypeVar("S")
-log = logging.getLogger("statepump.snapshot")
+log = logging.getLogger("statepump.stores.snapshots")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,7 @@ async def load_latest(
     ``max_sequence`` ignores snapshots above it (the snapshotter's ``--rebuild``
     and tests use it).
     """
-    from statepump import collector
+    from statepump.core import collector
 
     rejected: list[Rejected] = []
     refs = await store.list()
@@ -123,7 +123,7 @@ async def write_snapshot(
 ) -> tuple[SnapshotRef, int]:
     """Encode ``version`` and store it create-only; returns the ref and the size in bytes.
 
-    Raises :class:`statepump.errors.SnapshotExists` if another writer stored
+    Raises :class:`statepump.core.errors.SnapshotExists` if another writer stored
     that sequence number first (the caller decides whether that is fine).
     """
     if version.sequence < 0:
@@ -140,7 +140,7 @@ async def write_snapshot(
     )
 
     def encode() -> bytes:
-        from statepump import collector
+        from statepump.core import collector
 
         with collector.paused():
             return codec.encode(meta, version.state, compress=compress, hmac_key=hmac_key)

@@ -23,7 +23,7 @@ A batch produces one version (a :class:`Folder`, several batches), and that
 version's sequence number is the last event it covers, so every published
 version corresponds to exactly one sequence number. Since no one sees the
 states between two events of a batch, a reducer with a ``batch`` hook (see
-:class:`~statepump.reducers.Transient`) is given the whole batch to apply in
+:class:`~statepump.core.reducer.Transient`) is given the whole batch to apply in
 place and freeze once; the rules above hold the same way.
 """
 
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
-from statepump.errors import SequenceGapError
-from statepump.events import Event, Version
-from statepump.reducers import Reducer, Transient
+from statepump.core.errors import SequenceGapError
+from statepump.core.events import Event, Version
+from statepump.core.reducer import Reducer, Transient
 
 S = TypeVar("S")
 
@@ -103,7 +103,7 @@ class Folder(Generic[S]):
     takes no more events.
 
     >>> from datetime import datetime, timezone
-    >>> from statepump.reducers import config
+    >>> from statepump.core.configops import config
     >>> now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     >>> def ev(n, path):
     ...     return Event("0", n, str(n), now, None, {}, b'{"op":"set","path":"%s","value":%d}' % (path, n))
@@ -199,7 +199,7 @@ def fold(
     """Fold ``events`` into ``version``; return the new version and what happened.
 
     >>> from datetime import datetime, timezone
-    >>> from statepump.reducers import config
+    >>> from statepump.core.configops import config
     >>> now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     >>> def ev(n, body):
     ...     return Event("0", n, str(n), now, None, {}, body)
@@ -217,7 +217,7 @@ def fold(
 
 
 class _OneByOne(Generic[S]):
-    """The :class:`~statepump.reducers.Transient` of a reducer without a batch hook: a new state per event."""
+    """The :class:`~statepump.core.reducer.Transient` of a reducer without a batch hook: a new state per event."""
 
     __slots__ = ("_apply", "_state")
 

@@ -8,13 +8,13 @@ What it adds to the SDK is what a fold needs to stay exact:
   the hub sends them again;
 * lost connections (idle link closes, server restarts, refused connections)
   are retried with exponential backoff and jitter within a budget
-  (:class:`~statepump.eventhubs.Backoff`), each retry logged at WARNING and
+  (:class:`~statepump.eventhubs.failures.Backoff`), each retry logged at WARNING and
   counted in :attr:`EventHubSource.reconnects`; after the budget, one
-  :class:`~statepump.eventhubs.HubUnreachable` naming host and hub;
+  :class:`~statepump.eventhubs.failures.HubUnreachable` naming host and hub;
 * a first event after (re)connecting that is later than expected (retention
   moved the beginning) is delivered anyway and logged: the fold reports gaps;
 * ``amqp:link:stolen`` (another reader with a higher owner level) is not
-  fought over: the read raises :class:`~statepump.eventhubs.PartitionStolen`.
+  fought over: the read raises :class:`~statepump.eventhubs.failures.PartitionStolen`.
 """
 
 from __future__ import annotations
@@ -30,24 +30,16 @@ from typing import TYPE_CHECKING, Any
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient
 
-from statepump.errors import ConfigError
-from statepump.eventhubs import (
-    Backoff,
-    Broken,
-    Failure,
-    HubEndpoint,
-    HubUnreachable,
-    PartitionReceiver,
-    classify,
-    first_line,
-    rejection,
-)
-from statepump.events import Event, PartitionBounds
+from statepump.core.errors import ConfigError
+from statepump.core.events import Event, PartitionBounds
+from statepump.eventhubs.connection import HubEndpoint
+from statepump.eventhubs.failures import Backoff, Failure, HubUnreachable, classify, first_line, rejection
+from statepump.eventhubs.receiver import Broken, PartitionReceiver
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
-log = logging.getLogger("statepump.sources.eventhubs")
+log = logging.getLogger("statepump.sources.eventhub")
 
 
 def to_event(data: EventData, partition: str) -> Event:
@@ -99,7 +91,7 @@ class EventHubSource:
     Connect with ``connection_string`` or with ``fully_qualified_namespace``
     (and ``credential``, default ``DefaultAzureCredential``). ``prefetch`` is
     the credit the SDK grants the hub (events in flight or buffered); reads
-    go through :class:`~statepump.eventhubs.PromptTransport`, so a live event
+    go through :class:`~statepump.eventhubs.transport.PromptTransport`, so a live event
     is handed over as it arrives rather than at the SDK's next 50 ms poll.
 
     >>> src = EventHubSource(connection_string="Endpoint=sb://127.0.0.1:5672/;SharedAccessKeyName=k;"

@@ -78,8 +78,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from statepump.errors import SequenceGapError, StatepumpError
-from statepump.events import NOTHING_APPLIED, PartitionBounds
+from statepump.core.errors import SequenceGapError, StatepumpError
+from statepump.core.events import NOTHING_APPLIED, PartitionBounds
 
 __all__ = [
     "CaptureCoverage",
@@ -267,7 +267,7 @@ def next_step(
     >>> next_step(1000, PartitionBounds(5000, 9000), CaptureCoverage.of(0, 3000))
     Traceback (most recent call last):
     ...
-    statepump.errors.SequenceGapError: sequence gap: no source has the next events \
+    statepump.core.errors.SequenceGapError: sequence gap: no source has the next events \
 (events 3001..4999 are missing) (the hub holds 5000..9000, Capture holds 0..3000)
 
     No snapshot, nothing in Capture, the hub starts at 70 (rule 4):

@@ -2,8 +2,8 @@
 
 Every ``interval`` seconds (or on :meth:`Capturer.flush`), each partition's
 events enqueued since its *cursor* are written as one file named by the time
-the window opened, with :func:`statepump.capture.write_capture_file` and
-:func:`statepump.capture.render_name`, to a directory or a Blob container.
+the window opened, with :func:`statepump.core.captureformat.write_capture_file` and
+:func:`statepump.core.captureformat.render_name`, to a directory or a Blob container.
 Empty windows give empty files, as the service writes by default.
 
 Nothing is lost when the destination is unreachable: the cursor of a
@@ -31,13 +31,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from statepump.capture import render_name, validate_name_format, write_capture_file
+from statepump.core.captureformat import render_name, validate_name_format, write_capture_file
+from statepump.core.events import Event
 from statepump.emulator.hub import Hub
 from statepump.emulator.log import Record
 from statepump.emulator.messages import view_event
-from statepump.events import Event
 
-log = logging.getLogger("statepump.emulator.capture")
+log = logging.getLogger("statepump.emulator.capturewriter")
 
 
 class Destination(Protocol):

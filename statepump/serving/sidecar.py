@@ -1,6 +1,6 @@
 """The query API: HTTP/1.1 + JSON on a Unix domain socket (and optionally loopback TCP).
 
-The asyncio shell around :mod:`statepump.http`. It runs in the pump's event
+The asyncio shell around :mod:`statepump.core.httpapi`. It runs in the pump's event
 loop and only reads: every request reads ``pump.version`` once and answers
 from that one immutable version. Endpoints are described in
 ``statepump/openapi.yaml``.
@@ -43,10 +43,10 @@ from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from statepump import metrics, statejson
-from statepump.errors import ConfigError, StatepumpError
-from statepump.events import Version
-from statepump.http import (
+from statepump.core import statejson
+from statepump.core.errors import ConfigError, StatepumpError
+from statepump.core.events import Version
+from statepump.core.httpapi import (
     DEFAULT_SOCKET_PATH,
     Endpoint,
     HttpError,
@@ -66,6 +66,7 @@ from statepump.http import (
     state_response,
     stream_head,
 )
+from statepump.serving import metrics
 from statepump.settings import is_loopback
 
 log = logging.getLogger(__name__)

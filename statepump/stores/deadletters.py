@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-from statepump.fold import Poisoned
+from statepump.core.fold import Poisoned
 
 
 def record_of(poisoned: Poisoned) -> dict[str, Any]:
     """The JSON record of one poison event.
 
-    >>> from statepump.events import Event
+    >>> from statepump.core.events import Event
     >>> e = Event("0", 7, "7", datetime(2026, 1, 1, tzinfo=UTC), None, {}, b"{bad")
     >>> record_of(Poisoned(e, "OperationError: bad"))["sequence"]
     7
@@ -109,7 +109,7 @@ class DeadLetterBlob:
     def name(self, poisoned: Poisoned) -> str:
         """Where the record of ``poisoned`` goes.
 
-        >>> from statepump.events import Event
+        >>> from statepump.core.events import Event
         >>> e = Event("1", 7, "7", datetime(2026, 1, 1, tzinfo=UTC), None, {}, b"{bad")
         >>> DeadLetterBlob(None).name(Poisoned(e, "bad"))
         'dead-letter/1/00000000000000000007.json'

@@ -8,7 +8,7 @@ raising :class:`HttpError` with the status to answer (400, 413, 414, 431).
 :class:`Watch` or an :class:`Endpoint`) and validates its parameters.
 :func:`state_response` renders ``GET /v1/state/...`` for one version: walk the
 path, 404 naming it, 304 for a matching ``If-None-Match``, else the value.
-``statepump/server.py`` is the thin asyncio shell around this.
+``statepump/serving/sidecar.py`` is the thin asyncio shell around this.
 
 The parser is httptools (llhttp). Measured here on the request this API
 serves most, a small keep-alive GET: 0.8 µs to parse with httptools against
@@ -33,8 +33,8 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
-from statepump import statejson
-from statepump.events import Version
+from statepump.core import statejson
+from statepump.core.events import Version
 
 #: Where ``statepump run`` listens unless told otherwise (relative to the working directory).
 DEFAULT_SOCKET_PATH: Final = Path(".statepump/statepump.sock")
@@ -108,7 +108,7 @@ class RequestParser:
     >>> p.feed(b"GET /0123456789 HTTP/1.1\\r\\n\\r\\n")
     Traceback (most recent call last):
     ...
-    statepump.http.HttpError: request target longer than 10 bytes
+    statepump.core.httpapi.HttpError: request target longer than 10 bytes
     """
 
     __slots__ = (
@@ -281,7 +281,7 @@ def route(request: Request, limits: Limits) -> Route:
     >>> route(Request("POST", b"/v1/state"), Limits())
     Traceback (most recent call last):
     ...
-    statepump.http.HttpError: method POST not allowed: the socket API is read-only (GET, HEAD)
+    statepump.core.httpapi.HttpError: method POST not allowed: the socket API is read-only (GET, HEAD)
     """
     if request.method != "GET" and request.method != "HEAD":
         raise HttpError(405, f"method {request.method} not allowed: the socket API is read-only (GET, HEAD)")
