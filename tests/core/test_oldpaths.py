@@ -53,3 +53,15 @@ def test_an_old_path_works_in_a_fresh_interpreter_and_the_new_modules_keep_their
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
     assert "warned: statepump.server moved to statepump.serving.sidecar" in out
     assert "True statepump.core.events" in out
+
+
+def test_the_old_flat_eventhubs_names_resolve_to_their_new_modules() -> None:
+    from statepump.eventhubs import send, transport
+
+    with pytest.warns(DeprecationWarning, match="statepump.eventhubs.send_events moved to"):
+        from statepump.eventhubs import send_events
+    with pytest.warns(DeprecationWarning, match="eventhubs.transport.PromptTransport"):
+        from statepump.eventhubs import PromptTransport
+    assert send_events is send.send_events and PromptTransport is transport.PromptTransport
+    with pytest.raises(ImportError):
+        from statepump.eventhubs import surely_not_there  # noqa: F401
