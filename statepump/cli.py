@@ -333,11 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "send":
             return asyncio.run(_send(settings, args))
         if command == "query":
-            from statepump.client import query_command
+            from statepump.clientcommands import query_command
 
             return query_command(settings.socket_path, args.path, args.min_sequence, args.timeout)
         if command == "health":
-            from statepump.client import health_command
+            from statepump.clientcommands import health_command
 
             return health_command(settings.socket_path, ready=args.ready)
         if command == "emulator":

@@ -13,16 +13,18 @@ import pytest
 from pyrsistent import PMap
 
 from statepump.client import (
-    EXIT_NO_SIDECAR,
-    EXIT_NOT_READY,
-    EXIT_OK,
-    EXIT_PATH_MISSING,
     AsyncClient,
     Client,
     NotReady,
     PathNotFound,
     SidecarUnavailable,
     Timeout,
+)
+from statepump.clientcommands import (
+    EXIT_NO_SIDECAR,
+    EXIT_NOT_READY,
+    EXIT_OK,
+    EXIT_PATH_MISSING,
     health_command,
     query_command,
 )
