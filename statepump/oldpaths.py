@@ -45,7 +45,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     ),
     "statepump.snapshot": ("statepump.stores.snapshots",),
     "statepump.deadletter": ("statepump.stores.deadletters",),
-    "statepump.server": ("statepump.serving.sidecar",),
+    "statepump.server": ("statepump.serving.sidecar", "statepump.serving.apiconnection", "statepump.serving.watch"),
     "statepump.metrics": ("statepump.serving.metrics",),
     "statepump.sources.eventhubs": ("statepump.sources.eventhub",),
 }
