@@ -83,7 +83,7 @@ def describe_failure(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
     >>> describe_failure(ValueError("bad SharedAccessKey=abc"), ("abc",))
     'unexpected ValueError: bad SharedAccessKey=***'
     """
-    from statepump.stores.blob import scrub
+    from statepump.storage.containers import scrub
 
     text = " ".join(str(exc).split())  # one line, whatever the exception's message looked like
     if isinstance(exc, StatepumpError):

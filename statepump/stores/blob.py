@@ -18,8 +18,9 @@ retried write recognise its own earlier success (a put whose reply was lost).
 Transient failures (connection refused or reset, timeouts, HTTP 408/429/5xx)
 are retried with exponential backoff and jitter (``tenacity``), bounded by
 attempts and time; then :class:`SnapshotStoreUnavailable` names the account
-URL, container and prefix, never a key or SAS token. The SDK's own retries are
-turned off in the constructors here so that the two do not multiply.
+URL, container and prefix, never a key or SAS token. The constructors here
+build the container client with :mod:`statepump.storage.containers`, with the
+SDK's own retries turned off so that the two do not multiply.
 
 Example::
 
@@ -32,7 +33,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import string
 import time
@@ -41,18 +41,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
-from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     HttpResponseError,
-    IncompleteReadError,
     ResourceExistsError,
     ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
 )
 from azure.storage.blob import BlobBlock, ContentSettings
 from azure.storage.blob.aio import ContainerClient
@@ -68,6 +63,7 @@ from tenacity import (
 )
 
 from statepump.core.errors import ConfigError, ServiceUnavailable, SnapshotExists
+from statepump.storage.containers import NO_SDK_RETRIES, Credential, is_transient, open_container, scrub
 from statepump.stores import SnapshotRef, parse_sequence, snapshot_name
 
 log = logging.getLogger("statepump.stores.blob")
@@ -78,8 +74,6 @@ T = TypeVar("T")
 FALLBACK_BLOCK_SIZE = 4 * 1024 * 1024
 LEFTOVER_BLOCK_ID_LENGTHS = (9, 48)
 BLOCK_ID_ALPHABET = string.ascii_letters + string.digits
-
-Credential = AsyncTokenCredential | AzureNamedKeyCredential | AzureSasCredential | str
 
 
 class SnapshotStoreUnavailable(ServiceUnavailable):
@@ -106,44 +100,6 @@ class BlobRetry:
     initial_backoff: float = 0.2
     max_backoff: float = 5.0
     deadline: float = 60.0
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the same request may succeed.
-
-    >>> is_transient(ServiceRequestError("connection refused"))
-    True
-    >>> is_transient(ResourceNotFoundError("gone"))
-    False
-    """
-    if isinstance(exc, ServiceRequestError | ServiceResponseError | IncompleteReadError | TimeoutError):
-        return True
-    if isinstance(exc, HttpResponseError):
-        status = exc.status_code
-        return status is not None and (status >= 500 or status in (408, 429))
-    # Raw transport errors can surface while a download's body is streamed.
-    return isinstance(exc, ConnectionError) and not isinstance(exc, SnapshotStoreUnavailable)
-
-
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)(sig=)[^&\s'\"]+"),
-    re.compile(r"(?i)(AccountKey=)[^;\s'\"]+"),
-    re.compile(r"(?i)(SharedAccessSignature=)[^;\s'\"]+"),
-)
-
-
-def scrub(text: str, *secrets: str) -> str:
-    """``text`` with SAS signatures, account keys and the given secrets masked.
-
-    >>> scrub("https://a.blob.core.windows.net/c?sv=1&sig=abc%3D")
-    'https://a.blob.core.windows.net/c?sv=1&sig=***'
-    """
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(r"\1***", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 class BlobStore:
@@ -215,13 +171,11 @@ class BlobStore:
         ``connection_timeout``).
         """
         try:
-            client = ContainerClient.from_connection_string(
-                conn, container_name=container, **{"retry_total": 0, **client_options}
-            )
+            opened = open_container(container, connection_string=conn, retry=NO_SDK_RETRIES, **client_options)
         except ValueError as exc:
             raise ConfigError(f"invalid storage connection string: {scrub(str(exc), conn)}") from None
         return cls(
-            client,
+            opened.client,
             eventhub,
             partition,
             prefix,
@@ -251,26 +205,21 @@ class BlobStore:
         ``azure.identity.aio.DefaultAzureCredential`` (managed identity,
         workload identity, environment, Azure CLI, ...), which the store closes.
         """
-        owned: AsyncTokenCredential | None = None
-        if credential is None and "sig=" not in urlsplit(url).query:
-            from azure.identity.aio import DefaultAzureCredential
-
-            credential = owned = DefaultAzureCredential()
         try:
-            client = ContainerClient(
-                url, container_name=container, credential=credential, **{"retry_total": 0, **client_options}
+            opened = open_container(
+                container, account_url=url, credential=credential, retry=NO_SDK_RETRIES, **client_options
             )
         except ValueError as exc:
             raise ConfigError(f"invalid storage account URL {scrub(url)!r}: {scrub(str(exc))}") from None
         return cls(
-            client,
+            opened.client,
             eventhub,
             partition,
             prefix,
             create_container=create_container,
             retry=retry,
             max_concurrency=max_concurrency,
-            owned_credential=owned,
+            owned_credential=opened.owned_credential,
         )
 
     def __repr__(self) -> str:
