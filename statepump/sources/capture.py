@@ -47,7 +47,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob.aio import ContainerClient, ExponentialRetry
+from azure.storage.blob.aio import ContainerClient
 
 from statepump.core.captureformat import (
     DEFAULT_NAME_FORMAT,
@@ -66,6 +66,7 @@ from statepump.core.captureformat import (
 )
 from statepump.core.errors import SequenceGapError
 from statepump.core.events import Event, PartitionBounds
+from statepump.storage.containers import Opened, SdkRetry, open_container
 
 log = logging.getLogger(__name__)
 
@@ -156,23 +157,6 @@ class DirectoryFiles:
         return None
 
 
-def retry_policy(seconds: float) -> ExponentialRetry:
-    """A Storage retry policy whose back-offs add up to about ``seconds``.
-
-    The SDK's default waits 15 s before its first retry and up to minutes in
-    all, whatever the operator set; this one waits 1, 3, 5, 9, 17, ... s
-    (``1 + 2**n``), as many times as fit in the budget.
-
-    >>> retry_policy(60).total_retries
-    6
-    """
-    retries, total = 0, 0.0
-    while total < seconds:
-        total += 1 + (2**retries if retries else 0)
-        retries += 1
-    return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=max(1, retries), random_jitter_range=1)
-
-
 class BlobFiles:
     """Capture files in an Azure Blob container (``azure.storage.blob.aio``).
 
@@ -211,6 +195,17 @@ class BlobFiles:
         await self.container.close()
         if self._credential is not None:
             await self._credential.close()
+
+
+def _open(container: str, retry_seconds: float, **where: Any) -> Opened[ContainerClient]:
+    """A client of ``container`` for reading Capture files: chunked downloads, SDK retries within the budget."""
+    return open_container(
+        container,
+        retry=SdkRetry.within(retry_seconds),
+        max_single_get_size=CHUNK_BYTES,
+        max_chunk_get_size=CHUNK_BYTES,
+        **where,
+    )
 
 
 # --------------------------------------------------------------------------- the source
@@ -289,37 +284,21 @@ class CaptureSource:
     ) -> CaptureSource:
         """Files in ``container`` of the account the connection string names.
 
-        Transient errors are retried for about ``retry_seconds`` (``--retry-seconds``).
+        Transient errors are retried by the SDK for about ``retry_seconds``
+        (``--retry-seconds``; :meth:`statepump.storage.containers.SdkRetry.within`).
         """
-        client = ContainerClient.from_connection_string(
-            connection_string,
-            container,
-            max_single_get_size=CHUNK_BYTES,
-            max_chunk_get_size=CHUNK_BYTES,
-            retry_policy=retry_policy(retry_seconds),
-        )
-        return cls(BlobFiles(client), **kwargs)
+        opened = _open(container, retry_seconds, connection_string=connection_string)
+        return cls(BlobFiles(opened.client), **kwargs)
 
     @classmethod
     def from_account_url(
         cls, account_url: str, container: str, credential: Any = None, *, retry_seconds: float = 60.0, **kwargs: Any
     ) -> CaptureSource:
         """Files in ``container`` at ``account_url``, signed in with ``credential``
-        (default: ``azure.identity.aio.DefaultAzureCredential``, closed with the source)."""
-        owned = None
-        if credential is None:
-            from azure.identity.aio import DefaultAzureCredential
-
-            credential = owned = DefaultAzureCredential()
-        client = ContainerClient(
-            account_url,
-            container,
-            credential=credential,
-            max_single_get_size=CHUNK_BYTES,
-            max_chunk_get_size=CHUNK_BYTES,
-            retry_policy=retry_policy(retry_seconds),
-        )
-        return cls(BlobFiles(client, credential=owned), **kwargs)
+        (default, even with a SAS token in the URL: ``azure.identity.aio.DefaultAzureCredential``,
+        closed with the source)."""
+        opened = _open(container, retry_seconds, account_url=account_url, credential=credential, identity_with_sas=True)
+        return cls(BlobFiles(opened.client, credential=opened.owned_credential), **kwargs)
 
     def set_time_hint(self, when: datetime | None) -> None:
         """The enqueued time near which the next :meth:`read` will start."""

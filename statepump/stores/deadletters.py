@@ -89,22 +89,24 @@ class DeadLetterBlob:
 
     @classmethod
     def from_connection_string(cls, connection_string: str, container: str, prefix: str = "dead-letter") -> Self:
-        from azure.storage.blob import ContainerClient
+        """A sync client (:func:`statepump.storage.containers.open_sync_container`), the SDK retrying 5 times."""
+        from statepump.storage.containers import DEAD_LETTER_RETRY, open_sync_container
 
-        return cls(ContainerClient.from_connection_string(connection_string, container, retry_total=5), prefix)
+        opened = open_sync_container(container, connection_string=connection_string, retry=DEAD_LETTER_RETRY)
+        return cls(opened.client, prefix)
 
     @classmethod
     def from_account_url(
         cls, account_url: str, container: str, credential: Any = None, prefix: str = "dead-letter"
     ) -> Self:
-        """With ``credential`` (default ``azure.identity.DefaultAzureCredential``: managed identity)."""
-        from azure.storage.blob import ContainerClient
+        """With ``credential`` (default, even with a SAS token in the URL:
+        ``azure.identity.DefaultAzureCredential``: managed identity)."""
+        from statepump.storage.containers import DEAD_LETTER_RETRY, open_sync_container
 
-        if credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
-        return cls(ContainerClient(account_url, container, credential=credential, retry_total=5), prefix)
+        opened = open_sync_container(
+            container, account_url=account_url, credential=credential, retry=DEAD_LETTER_RETRY, identity_with_sas=True
+        )
+        return cls(opened.client, prefix)
 
     def name(self, poisoned: Poisoned) -> str:
         """Where the record of ``poisoned`` goes.
