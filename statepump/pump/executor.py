@@ -1,4 +1,4 @@
-"""The pump: load a snapshot, catch up, tail the hub, publish versions.
+"""The executor: load a snapshot, catch up, tail the hub, publish versions.
 
 This is the I/O shell around the pure core. It owns one loop, ``_run``::
 
@@ -15,131 +15,77 @@ This is the I/O shell around the pure core. It owns one loop, ``_run``::
         gap         -> not ready, say why, keep serving the last good version,
                        and re-plan every ``replan_interval`` seconds (Capture
                        may still write the missing files).
+        Done        -> ready; the loop ends (only with ``until``).
 
-Readers never take a lock: ``pump.version`` is replaced by one reference
-assignment per publish (atomic under the GIL), and a ``Version`` is immutable,
-so a reader sees the state for event N or a later one, never something in
-between. Live, every batch is published; while catching up, the batches go
-into one open ``Folder`` published about once a second (``_apply``).
+The loop ends when it is done, when :meth:`Executor.stop` is called, on a
+poison event under the ``stop`` policy (not ready, still serving), or on a
+failure (``failure`` is set). A hub that goes away after the pump has been
+ready is waited out: not ready, still serving, retrying; before that, it is
+a failure, so that ``statepump run`` exits 1.
+
+What readers see goes through a :class:`~statepump.pump.published.Publisher`
+only: publish a version, ready or not ready and why, wake. Live, every batch
+is published; while catching up, the batches go into one open ``Folder``
+published about once a second (``_apply``). The counters, the poison events
+and the skipped ranges stay here, for ``Pump.status()``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import heapq
-import itertools
 import logging
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, Generic
-
-from pyrsistent import PMap
-from typing_extensions import TypeVar
+from typing import Any, Generic, TypeVar
 
 from statepump.core import collector, plan
-from statepump.core.configops import config
 from statepump.core.errors import SequenceGapError, ServiceUnavailable, StatepumpError
 from statepump.core.events import Event, PartitionBounds, Version
 from statepump.core.fold import Fed, Folder, FoldGap, FoldResult, Poisoned, PoisonPolicy
 from statepump.core.reducer import Reducer
+from statepump.pump.published import Publisher
 from statepump.sources import EventSource
 from statepump.stores import SnapshotStore
 from statepump.stores.deadletters import DeadLetter
-from statepump.stores.snapshots import Loaded, initial_version, load_latest
+from statepump.stores.snapshots import Loaded, load_latest
 
-#: The state's type; a pump built without a ``reducer`` folds with :data:`~statepump.core.configops.config`,
-#: whose state is a ``PMap`` (the default lets ``pump = Pump(source)`` type-check without an annotation).
-S = TypeVar("S", default=PMap[Any, Any])
+S = TypeVar("S")
 log = logging.getLogger("statepump.pump")
-
-Subscriber = Callable[[Version[Any], Version[Any]], None]
 
 #: Seconds between the versions a catch-up publishes (``Pump(catchup_publish_interval=...)``).
 CATCHUP_PUBLISH_INTERVAL = 1.0
 
 
-class PumpFailed(StatepumpError):
-    """The pump stopped for good (poison event under ``stop``, wrong hub, source gave up)."""
+class Executor(Generic[S]):
+    """Runs the loop above for one partition; a :class:`~statepump.pump.Pump` owns one.
 
-
-class _Waiters:
-    """Read-your-writes waiters, ordered by the sequence number they wait for.
-
-    A heap makes a publish cost O(k log n) for the k waiters it releases, so
-    thousands of waiting requests cost nothing until their number arrives.
-    """
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[int, int, Callable[[Version[Any]], None]]] = []
-        self._ids = itertools.count()
-        self._lock = threading.Lock()
-
-    def add(self, sequence: int, release: Callable[[Version[Any]], None]) -> None:
-        with self._lock:
-            heapq.heappush(self._heap, (sequence, next(self._ids), release))
-
-    def release_through(self, version: Version[Any]) -> None:
-        due = []
-        with self._lock:
-            while self._heap and self._heap[0][0] <= version.sequence:
-                due.append(heapq.heappop(self._heap)[2])
-        for release in due:
-            release(version)
-
-    def __len__(self) -> int:
-        return len(self._heap)
-
-
-class Pump(Generic[S]):
-    """Folds one partition into an in-memory state and keeps it current.
-
-    Embedded in an asyncio application::
-
-        pump = Pump(source, store=store)
-        await pump.start()
-        await pump.wait_ready(timeout=30)
-        settings = pump.state            # a plain attribute read: no lock, no I/O
-        await pump.wait_for(42)          # read-your-writes
-        await pump.stop()
-
-    In a synchronous application (Flask, Django), run it on a background
-    thread with :meth:`start_in_thread` / :meth:`stop_in_thread`.
-
-    >>> import asyncio
-    >>> from statepump.sources.memory import MemorySource
-    >>> src = MemorySource()
-    >>> _ = src.append({"op": "set", "path": "greeting", "value": "hello"})
-    >>> async def main():
-    ...     async with Pump(src) as pump:
-    ...         await pump.wait_ready(timeout=5)
-    ...         return pump.state["greeting"], pump.version.sequence
-    >>> asyncio.run(main())
-    ('hello', 0)
+    The parameters are the :class:`~statepump.pump.Pump`'s, less those that
+    are only its own; ``publisher`` is the one door to what readers see.
     """
 
     def __init__(
         self,
+        publisher: Publisher[S],
         source: EventSource,
         *,
-        reducer: Reducer[S] = config,  # type: ignore[assignment]
-        store: SnapshotStore | None = None,
-        capture: EventSource | None = None,
-        eventhub: str = "hub",
-        partition: str = "0",
-        poison_policy: PoisonPolicy = "stop",
-        dead_letter: DeadLetter | None = None,
-        allow_gap: bool = False,
-        hmac_key: bytes | None = None,
-        gc_interval: float = 300.0,
-        replan_interval: float = 5.0,
-        progress_interval: float = 5.0,
-        until: int | None = None,
-        catchup_publish_interval: float = CATCHUP_PUBLISH_INTERVAL,
+        reducer: Reducer[S],
+        store: SnapshotStore | None,
+        capture: EventSource | None,
+        eventhub: str,
+        partition: str,
+        poison_policy: PoisonPolicy,
+        dead_letter: DeadLetter | None,
+        allow_gap: bool,
+        hmac_key: bytes | None,
+        gc_interval: float,
+        replan_interval: float,
+        progress_interval: float,
+        until: int | None,
+        catchup_publish_interval: float,
     ) -> None:
+        self._publisher = publisher
         self.source = source
         self.reducer = reducer
         self.store = store
@@ -152,36 +98,14 @@ class Pump(Generic[S]):
         self.hmac_key = hmac_key
         self.replan_interval = replan_interval
         self.progress_interval = progress_interval
-        #: While catching up, a new version is published at most this often (and when the
-        #: catch-up ends) instead of after every batch; once live, after every batch.
         self.catchup_publish_interval = catchup_publish_interval
-        #: Stop after applying this sequence number (the snapshotter's target); ``None`` pumps forever.
         self.until = until
 
-        #: The current version. Replaced, never mutated: read it once and use that object.
-        self.version: Version[S] = initial_version(reducer, partition)
         self.loaded: Loaded[S] | None = None
-
-        self._ready = False
-        self._was_ready = False
-        self._phase = "starting"
-        self._problem: str | None = None
-        self._gap: SequenceGapError | None = None
-        self._failure: BaseException | None = None
-        self._subscribers: list[Subscriber] = []
-        self._on_change: list[Callable[[], None]] = []
-        self._waiters = _Waiters()
-        # The catch-up's open fold: events folded but not yet published (see _apply).
-        self._folder: Folder[S] | None = None
-        self._folder_opened = 0.0
-        self._collector = collector.Collector(gc_interval)
-        self._task: asyncio.Task[None] | None = None
-        self._early_bounds: asyncio.Task[PartitionBounds] | None = None
-        self._stopping = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._started_at = time.monotonic()
-
+        #: The gap that stopped the pump, until a hub read starts again.
+        self.gap: SequenceGapError | None = None
+        #: The hub's last event (sequence, enqueued time) as the last bounds read saw it.
+        self.hub_last: tuple[int, datetime | None] | None = None
         self.counts: dict[str, int] = {
             "events_from_capture": 0,
             "events_from_hub": 0,
@@ -194,121 +118,18 @@ class Pump(Generic[S]):
         self.fold_seconds_total = 0.0
         self.poisoned: list[Poisoned] = []  # the most recent poison events, newest last (bounded)
         self.skipped_ranges: list[plan.Skipped] = []
-        self._hub_last: tuple[int, datetime | None] | None = None
+        self.collector = collector.Collector(gc_interval)
 
-    # --- what readers use -----------------------------------------------------------
-
-    @property
-    def state(self) -> S:
-        """The current state (``self.version.state``)."""
-        return self.version.state
-
-    @property
-    def ready(self) -> bool:
-        """True once caught up to the hub's tail as seen at start, until a gap or poison event stops the pump."""
-        return self._ready
+        self._was_ready = False
+        # The catch-up's open fold: events folded but not yet published (see _apply).
+        self._folder: Folder[S] | None = None
+        self._folder_opened = 0.0
+        self._early_bounds: asyncio.Task[PartitionBounds] | None = None
+        self._stopping = asyncio.Event()
 
     @property
-    def not_ready_reason(self) -> str | None:
-        if self._ready:
-            return None
-        if self._problem:
-            return self._problem
-        return f"{self._phase} (at sequence {self.version.sequence})"
-
-    @property
-    def failure(self) -> BaseException | None:
-        """The error that ended the pump for good, if any."""
-        return self._failure
-
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(old, new)`` after each publish, on the pump's thread; returns an unsubscribe function.
-
-        Callbacks must be quick and must not block: they run between batches.
-        """
-        self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
-
-        return unsubscribe
-
-    async def wait_for(self, sequence: int, timeout: float | None = None) -> Version[S]:
-        """Wait until the event ``sequence`` is applied; return that (or a later) version.
-
-        Raises ``TimeoutError`` after ``timeout`` seconds.
-        """
-        current = self.version
-        if current.sequence >= sequence:
-            return current
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Version[S]] = loop.create_future()
-
-        def release(version: Version[Any]) -> None:
-            def settle() -> None:
-                if not future.done():
-                    future.set_result(version)
-
-            if self._loop is loop:
-                settle()
-            else:
-                loop.call_soon_threadsafe(settle)
-
-        self._waiters.add(sequence, release)
-        # The publish may have happened between the check above and add().
-        if self.version.sequence >= sequence:
-            return self.version
-        async with asyncio.timeout(timeout):
-            return await future
-
-    def wait_for_sync(self, sequence: int, timeout: float | None = None) -> Version[S]:
-        """:meth:`wait_for` for threads that are not running an event loop."""
-        current = self.version
-        if current.sequence >= sequence:
-            return current
-        future: concurrent.futures.Future[Version[S]] = concurrent.futures.Future()
-
-        def release(version: Version[Any]) -> None:
-            if not future.done():
-                future.set_result(version)
-
-        self._waiters.add(sequence, release)
-        if self.version.sequence >= sequence:
-            return self.version
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            raise TimeoutError(f"event {sequence} was not applied within {timeout} s") from None
-
-    async def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait until :attr:`ready`; raises :class:`PumpFailed` if the pump stopped for good first."""
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(timeout):
-            while not self._ready:
-                if self._failure is not None:
-                    raise PumpFailed(str(self._failure)) from self._failure
-                if self._task is not None and self._task.done():
-                    raise PumpFailed(self.not_ready_reason or "the pump stopped")
-                changed: asyncio.Future[None] = loop.create_future()
-
-                def wake(changed: asyncio.Future[None] = changed) -> None:
-                    def settle() -> None:
-                        if not changed.done():
-                            changed.set_result(None)
-
-                    loop.call_soon_threadsafe(settle)
-
-                self._on_change.append(wake)
-                if self._ready or self._failure is not None or (self._task is not None and self._task.done()):
-                    continue  # changed between the checks and the registration
-                await changed
-
-    def _changed(self) -> None:
-        """Wake everything waiting in :meth:`wait_ready` (called on ready, failure, poison, gap, end)."""
-        callbacks, self._on_change = self._on_change, []
-        for wake in callbacks:
-            wake()
+    def version(self) -> Version[S]:
+        return self._publisher.version
 
     @property
     def folded_sequence(self) -> int:
@@ -316,154 +137,21 @@ class Pump(Generic[S]):
         folder = self._folder
         return folder.sequence if folder is not None else self.version.sequence
 
-    def status(self) -> dict[str, Any]:
-        """A JSON-able summary for ``/v1/status``, metrics and logs (never contains a secret)."""
-        v = self.version
-        lag_events, lag_seconds = self._lag(v)
-        meta = self.loaded.meta if self.loaded else None
-        return {
-            "partition": self.partition,
-            "eventhub": self.eventhub,
-            "sequence": v.sequence,
-            "enqueued_time": v.enqueued_time.isoformat() if v.enqueued_time else None,
-            "applied_at": v.applied_at.isoformat() if v.applied_at else None,
-            "lag_events": lag_events,
-            "lag_seconds": lag_seconds,
-            "ready": self._ready,
-            "not_ready_reason": self.not_ready_reason,
-            "phase": self._phase,
-            "snapshot_sequence": meta.sequence if meta else None,
-            "snapshot_created_at": meta.created_at.isoformat() if meta else None,
-            "snapshot_age_seconds": (datetime.now(UTC) - meta.created_at).total_seconds() if meta else None,
-            "snapshots_rejected": len(self.loaded.rejected) if self.loaded else 0,
-            "events_from_capture": self.counts["events_from_capture"],
-            "events_from_hub": self.counts["events_from_hub"] + self.counts["events_from_memory"],
-            "events_applied": sum(self.counts[f"events_from_{k}"] for k in ("capture", "hub", "memory")),
-            "duplicates_skipped": self.counts["duplicates_skipped"],
-            "poison_events": self.counts["poison_events"],
-            "last_poison_event": self.poisoned[-1].event.sequence if self.poisoned else None,
-            "events_skipped_by_gap": self.counts["events_skipped_by_gap"],
-            "gap": {"first": self._gap.expected, "last": self._gap.last_missing} if self._gap else None,
-            "allow_gap": self.allow_gap,
-            "reconnects": int(getattr(self.source, "reconnects", 0)),
-            "reducer": {"name": self.reducer.name, "version": self.reducer.version},
-            "fold_seconds_total": self.fold_seconds_total,
-            "fold_batches": self.counts["fold_batches"],
-            "gc_collections": self._collector.collections,
-            "gc_last_pause_seconds": self._collector.last_pause_seconds,
-            "uptime_seconds": time.monotonic() - self._started_at,
-        }
-
-    def _lag(self, v: Version[S]) -> tuple[int | None, float | None]:
-        seen = self.source.last_enqueued or self._hub_last
-        if seen is None:
-            return None, None
-        last, last_time = seen
-        events = max(0, last - v.sequence)
-        if events == 0:
-            return 0, 0.0
-        if last_time is None or v.enqueued_time is None:
-            return events, None
-        return events, max(0.0, (last_time - v.enqueued_time).total_seconds())
-
-    # --- lifecycle -----------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Start loading and pumping in the running loop; returns at once (see :meth:`wait_ready`)."""
-        if self._task is not None:
-            raise RuntimeError("this pump was already started")
-        self._loop = asyncio.get_running_loop()
+    def start(self) -> asyncio.Task[None]:
+        """Run the loop as a task of the running event loop; readers are told when it ends, however it ends."""
         self._stopping = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="statepump")
+        task = asyncio.create_task(self._run(), name="statepump")
+        task.add_done_callback(lambda _: self._publisher.mark_ended())
+        return task
 
-    async def stop(self) -> None:
-        """Stop pumping and close the sources; the last version stays readable."""
+    def stop(self) -> None:
+        """Ask the loop to end after the batch in hand (the caller cancels the task as well)."""
         self._stopping.set()
-        await self.source.close()
-        if self.capture is not None:
-            await self.capture.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        if self.store is not None:
-            await self.store.close()
-
-    async def run(self) -> None:
-        """Start and run until stopped or failed; re-raises the failure (for ``statepump run``)."""
-        await self.start()
-        assert self._task is not None
-        try:
-            await self._task
-        finally:
-            await self.stop()
-        if self._failure is not None:
-            raise self._failure
-
-    async def __aenter__(self) -> Pump[S]:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    def start_in_thread(self, *, name: str = "statepump") -> None:
-        """Run the pump on a daemon thread with its own event loop (for synchronous web apps).
-
-        >>> from statepump.sources.memory import MemorySource
-        >>> src = MemorySource()
-        >>> _ = src.append({"op": "set", "path": "a", "value": 1})
-        >>> pump = Pump(src)
-        >>> pump.start_in_thread()
-        >>> pump.wait_for_sync(0, timeout=5).state["a"]
-        1
-        >>> pump.stop_in_thread()
-        """
-        started = threading.Event()
-        loop = asyncio.new_event_loop()
-        failed: list[BaseException] = []
-
-        def main() -> None:
-            # The loop runs until stop_in_thread() stops it, not until the pump's
-            # task ends: stop() itself must be able to finish on this loop.
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self.start())
-            except BaseException as exc:
-                failed.append(exc)
-                started.set()
-                loop.close()
-                return
-            started.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        self._thread = threading.Thread(target=main, name=name, daemon=True)
-        self._thread.start()
-        started.wait()
-        if failed:
-            raise failed[0]
-
-    def stop_in_thread(self, timeout: float = 10.0) -> None:
-        """Stop a pump started with :meth:`start_in_thread` and join its thread."""
-        loop, thread = self._loop, self._thread
-        if thread is None or loop is None:
-            return
-        future = asyncio.run_coroutine_threadsafe(self.stop(), loop)
-        try:
-            future.result(timeout)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
-            self._thread = None
 
     # --- the loop -------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        self._collector.start()
+        self.collector.start()
         # Connecting to the hub takes about a second: let it happen while the
         # snapshot loads. The bounds it reads are a little stale by the time
         # they are used, which is safe: retention only moves forward, and a hub
@@ -488,27 +176,27 @@ class Pump(Generic[S]):
         except (asyncio.CancelledError, _Stop):
             pass
         except plan.PositionAheadError as exc:
-            self._fail(exc)
+            self._publisher.mark_failed(exc)
         except StatepumpError as exc:  # a failure statepump explains itself: one line, no traceback
             log.error("the pump stopped: %s", exc)
-            self._fail(exc)
+            self._publisher.mark_failed(exc)
         except Exception as exc:
             log.exception("the pump stopped: %s", exc)
-            self._fail(exc)
+            self._publisher.mark_failed(exc)
         finally:
             early, self._early_bounds = self._early_bounds, None
             if early is not None:
                 early.cancel()
                 if early.done() and not early.cancelled():
                     early.exception()  # retrieved: the load's own error is the one that matters
-            self._collector.stop()
-            self._changed()
+            self.collector.stop()
+            self._publisher.wake()
 
     async def _advance(self, coverage: plan.CaptureCoverage) -> plan.CaptureCoverage | None:
         """One round of the loop: plan from fresh bounds and carry out the step; ``None`` when done."""
         early, self._early_bounds = self._early_bounds, None
         bounds = await (early if early is not None else self.source.bounds())
-        self._hub_last = (bounds.last, bounds.last_enqueued_time)
+        self.hub_last = (bounds.last, bounds.last_enqueued_time)
         try:
             step = plan.next_step(self.version.sequence, bounds, coverage, until=self.until, allow_gap=self.allow_gap)
         except SequenceGapError as gap:
@@ -535,17 +223,14 @@ class Pump(Generic[S]):
 
     async def _unavailable(self, exc: ServiceUnavailable) -> None:
         """After the pump has been ready, an outage is waited out: not ready, still serving, retrying."""
-        if self._ready or self._phase != "waiting for the hub":
+        if self._publisher.ready or self._publisher.phase != "waiting for the hub":
             log.error("not serving as ready: %s; serving sequence %d and retrying", exc, self.version.sequence)
-        self._ready = False
-        self._phase = "waiting for the hub"
-        self._problem = f"{exc}; serving sequence {self.version.sequence}"
-        self._changed()
+        self._publisher.mark_not_ready("waiting for the hub", f"{exc}; serving sequence {self.version.sequence}")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), self.replan_interval)
 
     async def _load(self) -> None:
-        self._phase = "loading snapshot"
+        self._publisher.set_phase("loading snapshot")
         if self.store is None:
             return
         started = time.perf_counter()
@@ -567,11 +252,11 @@ class Pump(Generic[S]):
                 age.total_seconds(),
                 time.perf_counter() - started,
             )
-            self._publish(loaded.version)
+            self._publisher.publish(loaded.version)
 
     async def _read_capture(self, step: plan.ReadCapture) -> None:
         assert self.capture is not None
-        self._phase = f"catching up from Capture to {step.through}"
+        self._publisher.set_phase(f"catching up from Capture to {step.through}")
         progress = _Progress(self, step.through, "Capture")
         try:
             async with _reading(self.capture.read(step.after)) as batches:
@@ -588,9 +273,8 @@ class Pump(Generic[S]):
     async def _read_hub(self, step: plan.ReadHub, target: int) -> None:
         if step.until is not None:
             target = min(target, step.until)
-        self._phase = f"catching up from the hub to {target}"
-        self._problem = None
-        self._gap = None
+        self._publisher.set_phase(f"catching up from the hub to {target}", clear_problem=True)
+        self.gap = None
         if self.version.sequence >= target:
             self._become_ready()
         progress = _Progress(self, target, "the hub")
@@ -600,15 +284,15 @@ class Pump(Generic[S]):
                     if step.until is not None and batch and batch[-1].sequence > step.until:
                         batch = [e for e in batch if e.sequence <= step.until]
                     try:
-                        self._apply(batch, self.source.kind, catching_up_to=None if self._ready else target)
+                        self._apply(batch, self.source.kind, catching_up_to=None if self._publisher.ready else target)
                     except FoldGap as gap:
                         log.warning("%s; planning again (Capture may hold the missing events)", gap)
                         return
-                    if not self._ready:
+                    if not self._publisher.ready:
                         progress.tick()
                         if self.version.sequence >= target:
                             self._become_ready()
-                    self._collector.maybe_collect()
+                    self.collector.maybe_collect()
                     if self._stopping.is_set():
                         raise _Stop
                     if step.until is not None and self.version.sequence >= step.until:
@@ -617,19 +301,15 @@ class Pump(Generic[S]):
             self._publish_folded()
 
     def _become_ready(self) -> None:
-        self._ready = True
         self._was_ready = True
-        self._phase = "live"
         log.info("live: caught up at sequence %d", self.version.sequence)
-        self._changed()
+        self._publisher.mark_ready()
 
     async def _stopped_by_gap(self, gap: SequenceGapError) -> None:
-        if self._gap is None or str(self._gap) != str(gap):
+        if self.gap is None or str(self.gap) != str(gap):
             log.error("not serving as ready: %s; re-checking every %g s", gap, self.replan_interval)
-        self._gap = gap
-        self._ready = False
-        self._phase = "stopped by a gap"
-        self._problem = str(gap)
+        self.gap = gap
+        self._publisher.mark_not_ready("stopped by a gap", str(gap))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), self.replan_interval)
 
@@ -639,7 +319,7 @@ class Pump(Generic[S]):
         self.counts["events_skipped_by_gap"] += skipped.count
         self.skipped_ranges.append(skipped)
         v = self.version
-        self._publish(Version(v.state, skipped.last, v.enqueued_time, v.partition, datetime.now(UTC)))
+        self._publisher.publish(Version(v.state, skipped.last, v.enqueued_time, v.partition, datetime.now(UTC)))
 
     def _apply(self, batch: Sequence[Event], origin: str, *, catching_up_to: int | None = None) -> None:
         """Fold ``batch`` and publish the new version.
@@ -684,7 +364,7 @@ class Pump(Generic[S]):
             return
         with collector.paused():
             new = folder.freeze(datetime.now(UTC))
-        self._publish(new)
+        self._publisher.publish(new)
 
     def _account(self, fed: Fed, origin: str) -> None:
         self.counts["fold_batches"] += 1
@@ -702,31 +382,12 @@ class Pump(Generic[S]):
 
     def _poisoned(self, poisoned: Poisoned) -> None:
         self._record_poison(poisoned)
-        self._ready = False
-        self._phase = "stopped by a poison event"
-        self._problem = (
+        problem = (
             f"poison event {poisoned.event.sequence} on partition {poisoned.event.partition}: {poisoned.error}; "
             f"serving sequence {self.version.sequence} (policy stop)"
         )
-        log.error("%s", self._problem)
-        self._changed()
-
-    def _fail(self, exc: BaseException) -> None:
-        self._failure = exc
-        self._ready = False
-        self._phase = "failed"
-        self._problem = f"{type(exc).__name__}: {exc}"
-        self._changed()
-
-    def _publish(self, new: Version[S]) -> None:
-        old = self.version
-        self.version = new  # the one reference swap readers rely on
-        self._waiters.release_through(new)
-        for callback in list(self._subscribers):
-            try:
-                callback(old, new)
-            except Exception:
-                log.exception("a subscriber raised; it stays subscribed")
+        log.error("%s", problem)
+        self._publisher.mark_not_ready("stopped by a poison event", problem)
 
 
 @contextlib.asynccontextmanager
@@ -752,19 +413,19 @@ class _Stop(Exception):
 class _Progress:
     """Logs catch-up progress (position, events/s, ETA) at most every ``interval`` seconds."""
 
-    def __init__(self, pump: Pump[Any], target: int, where: str) -> None:
-        self.pump = pump
+    def __init__(self, executor: Executor[Any], target: int, where: str) -> None:
+        self.executor = executor
         self.target = target
         self.where = where
-        self.start_seq = pump.folded_sequence
+        self.start_seq = executor.folded_sequence
         self.started = self.last_log = time.monotonic()
 
     def tick(self) -> None:
         now = time.monotonic()
-        if now - self.last_log < self.pump.progress_interval:
+        if now - self.last_log < self.executor.progress_interval:
             return
         self.last_log = now
-        at = self.pump.folded_sequence
+        at = self.executor.folded_sequence
         done = at - self.start_seq
         rate = done / max(now - self.started, 1e-9)
         left = max(0, self.target - at)
