@@ -5,7 +5,7 @@ The I/O shell around the pure core, in three modules, one per concern:
 - :mod:`~statepump.pump.published`: what readers see and wait on: the
   current ``Version`` (replaced by one reference swap per publish, so readers
   take no lock), readiness and why not, subscribers, read-your-writes
-  waiters; and the ``Publisher``, the only way to change any of it.
+  waiters; and the ``Publishing``, the only way to change any of it.
 - :mod:`~statepump.pump.executor`: the loop that feeds it: load the newest
   usable snapshot, plan, read Capture or the hub, fold, publish; gaps,
   poison events, outages, progress logs and counters.

@@ -23,7 +23,7 @@ failure (``failure`` is set). A hub that goes away after the pump has been
 ready is waited out: not ready, still serving, retrying; before that, it is
 a failure, so that ``statepump run`` exits 1.
 
-What readers see goes through a :class:`~statepump.pump.published.Publisher`
+What readers see goes through a :class:`~statepump.pump.published.Publishing`
 only: publish a version, ready or not ready and why, wake. Live, every batch
 is published; while catching up, the batches go into one open ``Folder``
 published about once a second (``_apply``). The counters, the poison events
@@ -45,7 +45,7 @@ from statepump.core.errors import SequenceGapError, ServiceUnavailable, Statepum
 from statepump.core.events import Event, PartitionBounds, Version
 from statepump.core.fold import Fed, Folder, FoldGap, FoldResult, Poisoned, PoisonPolicy
 from statepump.core.reducer import Reducer
-from statepump.pump.published import Publisher
+from statepump.pump.published import Publishing
 from statepump.sources import EventSource
 from statepump.stores import SnapshotStore
 from statepump.stores.deadletters import DeadLetter
@@ -67,7 +67,7 @@ class Executor(Generic[S]):
 
     def __init__(
         self,
-        publisher: Publisher[S],
+        publisher: Publishing[S],
         source: EventSource,
         *,
         reducer: Reducer[S],

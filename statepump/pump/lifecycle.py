@@ -6,7 +6,7 @@ executor that feeds it (:class:`~statepump.pump.executor.Executor`), in the
 running event loop or on a thread of its own, and ``status()``, which reads
 both. It holds no logic of its own beyond that: the readers' side does not
 know where versions come from, and the executor sees readers only through a
-:class:`~statepump.pump.published.Publisher`.
+:class:`~statepump.pump.published.Publishing`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from statepump.core.events import Version
 from statepump.core.fold import Poisoned, PoisonPolicy
 from statepump.core.reducer import Reducer
 from statepump.pump.executor import CATCHUP_PUBLISH_INTERVAL, Executor
-from statepump.pump.published import Published, Publisher
+from statepump.pump.published import Published, Publishing
 from statepump.sources import EventSource
 from statepump.stores import SnapshotStore
 from statepump.stores.deadletters import DeadLetter
@@ -86,7 +86,7 @@ class Pump(Published[S]):
     ) -> None:
         super().__init__(initial_version(reducer, partition))
         self._executor: Executor[S] = Executor(
-            Publisher(self),
+            Publishing(self),
             source,
             reducer=reducer,
             store=store,

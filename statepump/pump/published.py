@@ -7,7 +7,7 @@ sees the state for event N or a later one, never something in between.
 Two classes share that state, one per side. :class:`Published` is the
 readers' side: ``version``, ``state``, ``ready``, ``not_ready_reason``,
 ``failure``, :meth:`~Published.subscribe` and the ``wait_*`` methods (the
-:class:`~statepump.pump.Pump` is one). :class:`Publisher` is the writer's
+:class:`~statepump.pump.Pump` is one). :class:`Publishing` is the writer's
 side, handed to the executor: publish a version, say ready or not ready and
 why, wake whoever waits. Neither knows where versions come from: no plan, no
 source, no task.
@@ -195,7 +195,7 @@ class Published(Generic[S]):
                 await changed
 
 
-class Publisher(Generic[S]):
+class Publishing(Generic[S]):
     """The writer's side of a :class:`Published`: all the executor may do to what readers see.
 
     Every change of readiness wakes :meth:`Published.wait_ready`; a waiter
