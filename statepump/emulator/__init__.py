@@ -8,8 +8,10 @@ Connect with ``UseDevelopmentEmulator=true`` in the connection string (see
   is why ``azure-eventhub`` is pinned to a minor release in pyproject.toml.
 * :mod:`.protocol` is the sans-I/O AMQP connection (bytes in, events and bytes out).
 * :mod:`.messages`, :mod:`.addresses`, :mod:`.positions`, :mod:`.management`
-  are the pure Event Hubs rules; :mod:`.log` stores a partition; :mod:`.hub`
-  ties partitions, owner levels and wake-ups together.
+  are the pure Event Hubs rules, and :mod:`.quotas` (consumer groups,
+  receivers per partition, connections) and :mod:`.throttle` (throughput
+  units) the service's limits; :mod:`.log` stores a partition; :mod:`.hub`
+  ties partitions, receivers, limits and wake-ups together.
 * :mod:`.server`, :mod:`.admin`, :mod:`.capture` and :mod:`.emulator` are the asyncio shell.
 
 >>> Emulator(port=5672).connection_string.startswith("Endpoint=sb://127.0.0.1:5672/;")

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from statepump.emulator import Emulator, serve_forever
+from statepump.emulator import Emulator, quotas, serve_forever
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,7 +30,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--emulator-key", help="accept only SAS tokens signed with this RootManageSharedAccessKey (default: any)"
     )
-    return parser.parse_args(argv)
+    limits = parser.add_argument_group("the service's limits")
+    limits.add_argument(
+        "--consumer-group",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a consumer group besides $Default (repeatable; NAME may be a comma list and hold one range, "
+        "e.g. 'web-{01..20}')",
+    )
+    limits.add_argument("--consumer-groups", type=int, default=0, metavar="N", help="also create group-1 ... group-N")
+    limits.add_argument(
+        "--receivers-per-partition",
+        type=int,
+        default=quotas.RECEIVERS_PER_PARTITION,
+        metavar="N",
+        help="receivers allowed per partition and consumer group (0: no limit) [default: 5, as the service]",
+    )
+    limits.add_argument("--max-connections", type=int, metavar="N", help="connections allowed (default: any)")
+    limits.add_argument(
+        "--throughput-units",
+        type=int,
+        metavar="N",
+        help="pace what all readers receive together to N x (2 MiB/s or 4,096 events/s) (default: no limit)",
+    )
+    limits.add_argument(
+        "--throttle-ingress",
+        action="store_true",
+        help="with --throughput-units, also refuse sends past N x (1 MiB/s or 1,000 events/s) as server busy",
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.consumer_groups = consumer_groups(args.consumer_group, args.consumer_groups)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.throttle_ingress and args.throughput_units is None:
+        parser.error("--throttle-ingress needs --throughput-units")
+    return args
+
+
+def consumer_groups(specs: list[str], numbered: int) -> list[str]:
+    """The consumer groups ``--consumer-group`` and ``--consumer-groups`` ask for, checked.
+
+    >>> consumer_groups(["audit", "web-{1..2}"], 1)
+    ['audit', 'web-1', 'web-2', 'group-1']
+    """
+    names = [name for spec in specs for name in quotas.expand(spec)] + quotas.numbered(numbered)
+    for name in names:
+        quotas.check_group_name(name)
+    return names
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,6 +95,11 @@ def main(argv: list[str] | None = None) -> None:
         capture_dir=args.capture_dir,
         capture_interval=args.capture_interval,
         key=args.emulator_key,
+        consumer_groups=args.consumer_groups,
+        receivers_per_partition=args.receivers_per_partition or None,
+        max_connections=args.max_connections,
+        throughput_units=args.throughput_units,
+        throttle_ingress=args.throttle_ingress,
     )
     asyncio.run(serve_forever(emulator))
 

@@ -1,10 +1,16 @@
 """The emulator's admin HTTP endpoint (loopback only), for tests and demos.
 
-``GET /partitions/{id}`` returns the partition's numbers as JSON;
+``GET /partitions/{id}`` returns the partition's numbers as JSON, and under
+``receivers`` how many receivers each consumer group has on it;
 ``POST /partitions/{id}/expire?before_sequence=N`` drops the events below N
-exactly as retention would and returns the new numbers. Anything else gets a
-4xx JSON error naming what was wrong. :func:`route` is the pure part; the
-server around it parses HTTP/1.1 with ``h11``.
+exactly as retention would and returns the new numbers.
+``GET /receivers`` lists every receiver by partition and consumer group (its
+link name, ``com.microsoft:receiver-name``, owner level and peer address)
+with the limits in force; ``GET /consumergroups`` lists the consumer groups
+and ``PUT /consumergroups/{name}`` creates one (201; 200 if it existed), as
+the management plane would. Anything else gets a 4xx JSON error naming what
+was wrong. :func:`route` is the pure part; the server around it parses
+HTTP/1.1 with ``h11``.
 
 >>> from statepump.emulator.hub import Hub
 >>> route(Hub("hub", partitions=1), "GET", "/partitions/0")[0]
@@ -21,7 +27,7 @@ import json
 import logging
 import re
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 
@@ -30,15 +36,24 @@ from statepump.emulator.hub import Hub, UnknownPartition
 log = logging.getLogger("statepump.emulator.admin")
 
 _PARTITION = re.compile(r"^/partitions/(?P<id>[^/]+)(?P<expire>/expire)?/?$")
+_GROUPS = re.compile(r"^/consumergroups(?:/(?P<name>[^/]+))?/?$")
+_USAGE = "try GET /partitions/ID, POST /partitions/ID/expire, GET /receivers, GET or PUT /consumergroups[/NAME]"
 _MAX_BODY = 64 * 1024
 
 
 def route(hub: Hub, method: str, target: str) -> tuple[int, dict[str, Any]]:
     """``(status, JSON body)`` for one request."""
     url = urlsplit(target)
+    if url.path.rstrip("/") == "/receivers":
+        if method != "GET":
+            return 405, {"error": f"{method} is not allowed on /receivers; use GET"}
+        return 200, hub.receiver_table()
+    groups = _GROUPS.match(url.path)
+    if groups is not None:
+        return _consumer_groups(hub, method, unquote(groups["name"]) if groups["name"] else None)
     match = _PARTITION.match(url.path)
     if match is None:
-        return 404, {"error": f"no such resource {url.path!r}; try GET /partitions/ID or POST /partitions/ID/expire"}
+        return 404, {"error": f"no such resource {url.path!r}; {_USAGE}"}
     partition = match["id"]
     try:
         partition_log = hub.log(partition)
@@ -47,7 +62,7 @@ def route(hub: Hub, method: str, target: str) -> tuple[int, dict[str, Any]]:
     if match["expire"] is None:
         if method != "GET":
             return 405, {"error": f"{method} is not allowed on /partitions/{partition}; use GET"}
-        return 200, partition_log.info().as_dict()
+        return 200, {**partition_log.info().as_dict(), "receivers": hub.receiver_counts(partition)}
     if method != "POST":
         return 405, {"error": f"{method} is not allowed on /partitions/{partition}/expire; use POST"}
     values = parse_qs(url.query).get("before_sequence")
@@ -58,6 +73,20 @@ def route(hub: Hub, method: str, target: str) -> tuple[int, dict[str, Any]]:
     except ValueError as exc:
         return 400, {"error": str(exc)}
     return 200, {"dropped": dropped, **partition_log.info().as_dict()}
+
+
+def _consumer_groups(hub: Hub, method: str, name: str | None) -> tuple[int, dict[str, Any]]:
+    if name is None:
+        if method != "GET":
+            return 405, {"error": f"{method} is not allowed on /consumergroups; use GET (or PUT /consumergroups/NAME)"}
+        return 200, {"consumer_groups": list(hub.groups)}
+    if method != "PUT":
+        return 405, {"error": f"{method} is not allowed on /consumergroups/{name}; use PUT"}
+    try:
+        kept, created = hub.create_consumer_group(name)
+    except ValueError as exc:
+        return 400, {"error": str(exc)}
+    return (201 if created else 200), {"consumer_group": kept, "created": created}
 
 
 async def _serve_connection(hub: Hub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

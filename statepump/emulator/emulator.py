@@ -18,9 +18,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from statepump.core.captureformat import DEFAULT_NAME_FORMAT
+from statepump.emulator import quotas
 from statepump.emulator.admin import start_admin
 from statepump.emulator.capturewriter import BlobDestination, Capturer, Destination, DirectoryDestination
 from statepump.emulator.hub import Hub
@@ -43,6 +46,14 @@ class Emulator:
     must put a SAS token signed with it (as ``RootManageSharedAccessKey``)
     before they may read, write or ask the management node, and a wrong
     key is refused with 401 as by the service.
+
+    The service's limits (:mod:`.quotas`, :mod:`.throttle`): receivers attach
+    only to ``$Default`` and the ``consumer_groups`` given (or created later
+    with :meth:`create_consumer_group`), at most ``receivers_per_partition``
+    per partition and group (None: no limit); ``max_connections`` caps the
+    connections; ``throughput_units`` paces what all readers receive together
+    to 2 MiB/s or 4,096 events/s per unit, and with ``throttle_ingress`` sends
+    past 1 MiB/s or 1,000 events/s per unit are refused as server busy.
     """
 
     def __init__(
@@ -62,6 +73,11 @@ class Emulator:
         capture_interval: float = 300.0,
         capture_name_format: str = DEFAULT_NAME_FORMAT,
         key: str | None = None,
+        consumer_groups: Iterable[str] = (),
+        receivers_per_partition: int | None = quotas.RECEIVERS_PER_PARTITION,
+        max_connections: int | None = None,
+        throughput_units: int | None = None,
+        throttle_ingress: bool = False,
     ) -> None:
         if retention is not None and retention <= 0:
             raise ValueError(f"retention must be a positive number of seconds, not {retention}")
@@ -69,6 +85,14 @@ class Emulator:
             raise ValueError("give capture_dir or capture_container, not both")
         if capture_container is not None and not storage_connection_string:
             raise ValueError("capture_container needs storage_connection_string")
+        if receivers_per_partition is not None and receivers_per_partition < 1:
+            raise ValueError(f"receivers_per_partition must be at least 1 (or None), not {receivers_per_partition}")
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1 (or None), not {max_connections}")
+        if throughput_units is not None and throughput_units < 1:
+            raise ValueError(f"throughput_units must be at least 1 (or None), not {throughput_units}")
+        if throttle_ingress and throughput_units is None:
+            raise ValueError("throttle_ingress needs throughput_units")
         self.host = host
         self.port = port
         self.namespace = namespace
@@ -83,6 +107,13 @@ class Emulator:
         self._capture_interval = capture_interval
         self._capture_name_format = capture_name_format
         self.key = key
+        self.consumer_groups = list(consumer_groups)
+        for name in self.consumer_groups:
+            quotas.check_group_name(name)  # a bad name fails here, not at start()
+        self.receivers_per_partition = receivers_per_partition
+        self.max_connections = max_connections
+        self.throughput_units = throughput_units
+        self.throttle_ingress = throttle_ingress
         self.hub: Hub | None = None
         self.capturer: Capturer | None = None
         self._clients: set[AmqpClient] = set()
@@ -107,7 +138,17 @@ class Emulator:
         """Open the data, bind the listeners (``port``/``admin_port`` become the real ports)."""
         if self.hub is not None:
             raise RuntimeError("the emulator is already started")
-        hub = Hub(self.eventhub, partitions=self.partitions, data_dir=self.data_dir)
+        hub = Hub(
+            self.eventhub,
+            partitions=self.partitions,
+            data_dir=self.data_dir,
+            namespace=self.namespace,
+            consumer_groups=self.consumer_groups,
+            receivers_per_partition=self.receivers_per_partition,
+            max_connections=self.max_connections,
+            throughput_units=self.throughput_units,
+            throttle_ingress=self.throttle_ingress,
+        )
         self.hub = hub
         loop = asyncio.get_running_loop()
         try:
@@ -181,6 +222,17 @@ class Emulator:
     def partition_info(self, partition: str) -> dict[str, object]:
         """The partition's numbers (as the admin endpoint's ``GET /partitions/{id}``)."""
         return self._hub().info(partition).as_dict()
+
+    def create_consumer_group(self, name: str) -> str:
+        """Create a consumer group while running, as the management plane does; return the name kept."""
+        created, _ = self._hub().create_consumer_group(name)
+        if all(created.lower() != g.lower() for g in [quotas.DEFAULT_GROUP, *self.consumer_groups]):
+            self.consumer_groups.append(created)  # kept if the emulator is started again
+        return created
+
+    def receivers(self) -> dict[str, Any]:
+        """Who receives what (as the admin endpoint's ``GET /receivers``)."""
+        return self._hub().receiver_table()
 
     async def flush_capture(self) -> None:
         """Write the current Capture window now."""

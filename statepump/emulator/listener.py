@@ -6,6 +6,16 @@ callback-driven rather than a task per connection: bytes are handled in
 that partition with ``loop.call_soon``, so a live event reaches a tailing
 receiver within one loop iteration. Everything a client does wrong ends at
 most its own connection: handlers catch and log, never raise into the loop.
+
+Limits: a connection past the namespace's ``max_connections`` is answered
+with Open then Close (``amqp:resource-limit-exceeded``); receivers are
+admitted by the hub (:mod:`.quotas`) and released when their link detaches,
+their session ends or their connection closes or drops. With throughput
+units, deliveries wait for the namespace's egress bucket (:mod:`.throttle`):
+each pass of one receiver takes at most its share of a tick, and a receiver
+that finds the bucket empty looks again when it has refilled; with ingress
+throttling, a send that finds the ingress bucket empty is refused with
+``com.microsoft:server-busy``.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-from statepump.emulator import addresses, hub, management, messages, positions, protocol, wire
+from statepump.emulator import addresses, hub, management, messages, positions, protocol, quotas, throttle, wire
 from statepump.emulator.protocol import Link
 
 log = logging.getLogger("statepump.emulator")
@@ -36,6 +46,7 @@ class _Consumer:
     client: AmqpClient
     link: Link
     name: str
+    peer: str
     partition: str
     consumer_group: str
     next_sequence: int
@@ -72,6 +83,8 @@ class AmqpClient(asyncio.Protocol):
         self._pump_scheduled = False
         self._paused = False
         self._heartbeat: asyncio.TimerHandle | None = None
+        self._throttled: asyncio.TimerHandle | None = None
+        self._admitted = False
         self.peer = "?"
 
     # -- asyncio.Protocol -----------------------------------------------------
@@ -81,6 +94,12 @@ class AmqpClient(asyncio.Protocol):
         self.transport = transport
         self.peer = str(transport.get_extra_info("peername"))
         self.clients.add(self)
+        refused = self.hub.admit_connection()
+        if refused is None:
+            self._admitted = True
+        else:
+            log.warning("emulator: refusing connection from %s: %s", self.peer, refused.description)
+            self.conn.refuse_open(refused.condition, refused.description)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -94,8 +113,12 @@ class AmqpClient(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.clients.discard(self)
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        if self._admitted:
+            self._admitted = False
+            self.hub.connection_closed()
+        for timer in (self._heartbeat, self._throttled):
+            if timer is not None:
+                timer.cancel()
         for consumer in list(self.consumers):
             self._forget(consumer)
 
@@ -222,17 +245,21 @@ class AmqpClient(asyncio.Protocol):
             return
         epoch_value = link.properties.get(EPOCH)
         epoch = int(epoch_value) if isinstance(epoch_value, int) else None
+        identifier = link.properties.get(quotas.RECEIVER_NAME)
         consumer = _Consumer(
             self,
             link,
             link.name,
+            self.peer,
             node.partition,
             node.consumer_group,
             start,
             RUNTIME_METRIC in link.desired_capabilities,
         )
         try:
-            self.hub.claim(node.partition, node.consumer_group, consumer, epoch)
+            self.hub.claim(
+                node.partition, node.consumer_group, consumer, epoch, None if identifier is None else _text(identifier)
+            )
         except hub.Refused as exc:
             self.conn.refuse_link(link, exc.condition, exc.description)
             return
@@ -263,6 +290,13 @@ class AmqpClient(asyncio.Protocol):
             self.conn.settle(event.link, event.delivery_id, (b"amqp:not-allowed", "this link does not take messages"))
 
     def _on_send(self, event: protocol.MessageReceived, producer: _Producer) -> None:
+        bucket = self.hub.ingress
+        now = asyncio.get_running_loop().time()
+        if bucket is not None and not bucket.ready(now):
+            self.conn.settle(
+                event.link, event.delivery_id, (throttle.SERVER_BUSY, self.hub.trailer(throttle.SERVER_BUSY_TEXT))
+            )
+            return
         if len(event.payload) > messages.MAX_MESSAGE_SIZE:
             self.conn.settle(
                 event.link,
@@ -279,6 +313,8 @@ class AmqpClient(asyncio.Protocol):
         except (messages.MalformedMessage, ValueError, IndexError, TypeError) as exc:
             self.conn.settle(event.link, event.delivery_id, (b"amqp:decode-error", f"malformed event: {exc}"))
             return
+        if bucket is not None:
+            bucket.take(now, events=len(events), nbytes=len(event.payload))
         if producer.partition is not None:
             self.hub.publish(producer.partition, events)
         else:
@@ -317,16 +353,22 @@ class AmqpClient(asyncio.Protocol):
     # -- delivery -------------------------------------------------------------
 
     def _pump(self) -> None:
-        """Send every receiver what its credit allows; reschedule if a pass was not enough."""
+        """Send every receiver what its credit (and the egress bucket) allows; reschedule if a pass was not enough."""
         if self._paused or self.conn.closed:
             return
         again = False
+        bucket = self.hub.egress
+        now = asyncio.get_running_loop().time()
+        share = (_PASS, 2**62) if bucket is None else bucket.share(self.hub.claims.count())
         for consumer in list(self.consumers):
             allowed = self.conn.sendable(consumer.link)
             if allowed <= 0:
                 continue
+            if bucket is not None and not bucket.ready(now):
+                self._wait_for_egress(bucket.wait(now))
+                return
             partition_log = self.hub.log(consumer.partition)
-            records = partition_log.read(consumer.next_sequence, min(allowed, _PASS))
+            records = partition_log.read(consumer.next_sequence, min(allowed, _PASS, share[0]))
             if not records:
                 continue
             metric = b""
@@ -335,13 +377,30 @@ class AmqpClient(asyncio.Protocol):
                 metric = messages.runtime_metric_section(
                     info.last_sequence, info.last_offset, info.last_enqueued_ms, self.hub.clock()
                 )
+            sent_bytes = 0
             for record in records:
-                self.conn.send_message(consumer.link, record.payload + metric if metric else record.payload)
-            consumer.next_sequence = records[-1].sequence + 1
-            if len(records) == _PASS:
+                payload = record.payload + metric if metric else record.payload
+                self.conn.send_message(consumer.link, payload)
+                consumer.next_sequence = record.sequence + 1
+                sent_bytes += len(payload)
+                if sent_bytes >= share[1]:
+                    break
+            if bucket is not None:
+                bucket.take(now, events=consumer.next_sequence - records[0].sequence, nbytes=sent_bytes)
+            if consumer.next_sequence <= records[-1].sequence or len(records) == min(_PASS, share[0]):
                 again = True
         if again:
             self._schedule_pump()
+
+    def _wait_for_egress(self, seconds: float) -> None:
+        """Look again when the namespace's egress bucket has refilled (at least a tick from now)."""
+        if self._throttled is None:
+
+            def resume() -> None:
+                self._throttled = None
+                self._schedule_pump()
+
+            self._throttled = asyncio.get_running_loop().call_later(max(seconds, throttle.TICK), resume)
 
 
 def _text(value: Any) -> str:

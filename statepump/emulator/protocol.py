@@ -13,7 +13,9 @@ Connection
     ``HEADER`` (expect a protocol header) -> SASL header: answer it with the
     mechanisms (ANONYMOUS, PLAIN) -> ``SASL`` (expect sasl-init; answer with
     outcome ok) -> ``HEADER`` again (expect the AMQP header) -> ``OPEN``
-    (expect Open; answer with our Open, every field present) -> ``OPENED``
+    (expect Open; answer with our Open, every field present; after
+    :meth:`ServerConnection.refuse_open`, with our Open and then a Close with
+    the error, which is how AMQP refuses a connection) -> ``OPENED``
     (sessions) -> Close received or sent -> ``CLOSED``. A client may skip SASL
     and send the AMQP header first. Anything else closes the connection with
     a framing or decode error naming what was wrong.
@@ -199,6 +201,7 @@ class ServerConnection:
         self.remote_idle_timeout_ms: int | None = None
         self.sasl_mechanism: str | None = None
         self.sessions: dict[int, Session] = {}
+        self._refusal: tuple[bytes, str] | None = None
         self._inbox = bytearray()
         self._outbox = bytearray()
 
@@ -343,6 +346,10 @@ class ServerConnection:
         else:
             raise ProtocolError(b"amqp:connection:framing-error", f"unknown performative 0x{code:02x}")
 
+    def refuse_open(self, condition: bytes, description: str) -> None:
+        """Answer the client's Open with ours and then a Close with this error (AMQP 1.0 section 2.4.1)."""
+        self._refusal = (condition, description)
+
     def _on_open(self, fields: list[Any]) -> None:
         if len(fields) > 2 and fields[2] is not None:
             self.remote_max_frame_size = max(512, int(fields[2]))
@@ -365,6 +372,8 @@ class ServerConnection:
             ),
         )
         self.phase = Phase.OPENED
+        if self._refusal is not None:
+            self.close(*self._refusal)
 
     def _on_begin(self, channel: int, fields: list[Any]) -> None:
         if channel in self.sessions:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -148,6 +148,15 @@ async def attached(emulator: Emulator, partition: str, count: int = 1, timeout: 
     while emulator.hub.receivers(partition) < count:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"no {count} receivers attached to partition {partition} within {timeout}s")
+        await asyncio.sleep(0.01)
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds (checked every 10 ms), or fail saying ``what`` did not happen."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
         await asyncio.sleep(0.01)
 
 

@@ -332,3 +332,13 @@ def test_heartbeats_and_the_peer_idle_timeout() -> None:
     conn.heartbeat()
     assert conn.data_to_send() == b"\x00\x00\x00\x08\x02\x00\x00\x00"
     assert conn.receive_data(b"\x00\x00\x00\x08\x02\x00\x00\x00") == []  # theirs are ignored
+
+
+def test_a_refused_connection_gets_our_open_then_a_close_with_the_error() -> None:
+    conn = ServerConnection()
+    conn.refuse_open(b"amqp:resource-limit-exceeded", "ConnectionsQuotaExceeded for namespace ns.")
+    events = conn.receive_data(wire.AMQP_HEADER + OPEN + BEGIN)  # a pipelined Begin is not answered
+    out = frames(conn.data_to_send())
+    assert [code for _, code, _ in out] == [protocol.OPEN, protocol.CLOSE]
+    assert out[1][2][0] == [b"amqp:resource-limit-exceeded", b"ConnectionsQuotaExceeded for namespace ns.", None]
+    assert conn.closed and events == []

@@ -120,14 +120,16 @@ async def test_receive_positions(emulator: Emulator, producer: AsyncProducer) ->
     while datetime.now(UTC) <= first_time + timedelta(milliseconds=2):
         await asyncio.sleep(0.001)
     await send(producer, ["late"], partition="0")
-    # Every position at once: each SDK receiver costs about two seconds of its own pacing.
+    # Every position at once: each SDK receiver costs about two seconds of its own pacing. A
+    # partition allows five receivers per consumer group, so the sixth reads through another.
+    emulator.create_consumer_group("positions")
     results = await asyncio.gather(
         receive(cs, "0", 7, starting_position="-1"),
         receive(cs, "0", 1, starting_position=2),
         receive(cs, "0", 1, starting_position=2, inclusive=True),
         receive(cs, "0", 1, starting_position=offset),
         receive(cs, "0", 1, starting_position=offset, inclusive=True),
-        receive(cs, "0", 1, starting_position=first_time),
+        receive(cs, "0", 1, starting_position=first_time, consumer_group="positions"),
     )
     assert [e.sequence_number for e in results[0]] == list(range(7))
     assert [e.offset for e in results[0][:6]] == [str(r.offset) for r in records]
@@ -153,6 +155,7 @@ async def test_latest_and_live_tailing_are_prompt(emulator: Emulator, producer: 
 
 async def test_consumer_groups_are_independent_and_case_insensitive(emulator: Emulator) -> None:
     cs = emulator.connection_string
+    emulator.create_consumer_group("audit")
     enqueue(emulator, "1", "x", "y")
     results = await asyncio.gather(*(receive(cs, "1", 2, consumer_group=g) for g in ("$Default", "$default", "audit")))
     assert [bodies(r) for r in results] == [["x", "y"]] * 3
@@ -160,6 +163,7 @@ async def test_consumer_groups_are_independent_and_case_insensitive(emulator: Em
 
 async def test_higher_owner_level_steals_the_partition(emulator: Emulator) -> None:
     cs = emulator.connection_string
+    emulator.create_consumer_group("other")
     enqueue(emulator, "0", "a")
     # Another consumer group is not affected by the owner in $Default.
     other_group = asyncio.create_task(receive(cs, "0", 2, consumer_group="other", owner_level=1))

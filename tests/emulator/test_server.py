@@ -13,7 +13,7 @@ from azure.eventhub.aio import EventHubProducerClient
 from statepump.emulator import Emulator, protocol, wire
 from statepump.emulator.wire import performatives as p
 
-from .clients import bodies, enqueue, receive, receiving, send
+from .clients import bodies, enqueue, receive, receiving, send, until
 from .test_protocol import BEGIN, OPEN, attach, flow, frames, transfer
 
 pytestmark = pytest.mark.emulator
@@ -165,3 +165,35 @@ async def test_with_a_key_a_connection_without_a_valid_token_may_not_attach_or_a
     finally:
         await emulator.stop()
     assert reply.application_properties[b"status-code"] == 401
+
+
+async def test_admin_lists_receivers_and_creates_consumer_groups(emulator: Emulator) -> None:
+    assert emulator.admin_port
+    port = emulator.admin_port
+    enqueue(emulator, "0", "a")
+    status, created = await http(port, "PUT", "/consumergroups/Audit")
+    assert (status, created) == (201, {"consumer_group": "Audit", "created": True})
+    status, again = await http(port, "PUT", "/consumergroups/audit")
+    assert (status, again) == (200, {"consumer_group": "Audit", "created": False})
+    status, body = await http(port, "PUT", "/consumergroups/-bad")
+    assert status == 400 and "not a consumer group name" in str(body["error"])
+    assert await http(port, "GET", "/consumergroups") == (200, {"consumer_groups": ["$Default", "Audit"]})
+    async with receiving(emulator.connection_string, "0", consumer_group="audit") as receiver:
+        await receiver.wait_for(1)
+        status, table = await http(port, "GET", "/receivers")
+        status_0, partition = await http(port, "GET", "/partitions/0")
+    assert status == 200 and status_0 == 200
+    assert partition["receivers"] == {"$Default": 0, "Audit": 1}
+    assert table["receivers_per_partition"] == 5 and table["consumer_groups"] == ["$Default", "Audit"]
+    assert table["connections"] == 1 and table["max_connections"] is None and table["throughput_units"] is None
+    partitions = cast(dict[str, dict[str, list[dict[str, object]]]], table["partitions"])
+    assert partitions["1"] == {"$Default": [], "Audit": []}
+    [holder] = partitions["0"]["Audit"]
+    assert holder["epoch"] is None and holder["identifier"] is None
+    assert str(holder["link"]) and "127.0.0.1" in str(holder["peer"])
+    assert (await http(port, "POST", "/receivers"))[0] == 405
+    assert emulator.hub is not None
+    hub = emulator.hub
+    await until(lambda: hub.receivers("0") == 0, "the closed receiver going")
+    _, after = await http(port, "GET", "/receivers")
+    assert cast(dict[str, dict[str, list[object]]], after["partitions"])["0"]["Audit"] == []
