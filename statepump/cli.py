@@ -83,9 +83,15 @@ async def _run(settings: Settings) -> int:
     emulator = None
     if settings.embedded:
         from statepump.emulator import Emulator
+        from statepump.emulator.quotas import expand
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        emulator = Emulator(port=0, data_dir=settings.data_dir / "emulator", eventhub=settings.resolved_eventhub())
+        emulator = Emulator(
+            port=0,
+            data_dir=settings.data_dir / "emulator",
+            eventhub=settings.resolved_eventhub(),
+            consumer_groups=expand(settings.consumer_group),  # the group the pump reads exists
+        )
         await emulator.start()
         settings = settings.model_copy(update={"connection_string": _secret(emulator.connection_string)})
         marker = embedded_file(settings)
@@ -356,7 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _emulator(settings: Settings) -> int:
     from statepump.emulator import Emulator, serve_forever
+    from statepump.emulator.quotas import check_group_name, expand, numbered
 
+    try:
+        groups = [check_group_name(g) for g in [*expand(settings.consumer_group), *numbered(settings.consumer_groups)]]
+    except ValueError as exc:
+        raise ConfigError(f"--consumer-group: {exc}") from None
     emulator = Emulator(
         host=settings.host,
         port=settings.port,
@@ -374,6 +385,11 @@ async def _emulator(settings: Settings) -> int:
         capture_interval=settings.capture_interval,
         capture_name_format=settings.capture_name_format,
         key=settings.emulator_key.get_secret_value() if settings.emulator_key else None,
+        consumer_groups=groups,
+        receivers_per_partition=settings.receivers_per_partition or None,
+        max_connections=settings.max_connections,
+        throughput_units=settings.throughput_units,
+        throttle_ingress=settings.throttle_ingress,
     )
     started = time.monotonic()
     await serve_forever(emulator)

@@ -118,6 +118,17 @@ class Settings(BaseSettings):
     emulator_key: SecretStr | None = Field(
         None, description="emulator: accept only SAS tokens signed with this key (default: any, as the official one)"
     )
+    consumer_groups: int = Field(0, ge=0, description="emulator: also create consumer groups group-1 ... group-N")
+    receivers_per_partition: int = Field(
+        5, ge=0, description="emulator: receivers allowed per partition and consumer group (0: no limit)"
+    )
+    max_connections: int | None = Field(None, ge=1, description="emulator: connections allowed (default: any)")
+    throughput_units: int | None = Field(
+        None, ge=1, description="emulator: pace what all readers receive together to N x (2 MiB/s or 4,096 events/s)"
+    )
+    throttle_ingress: bool = Field(
+        False, description="emulator: also refuse sends past N x (1 MiB/s or 1,000 events/s) as server busy"
+    )
 
     # --- the snapshotter --------------------------------------------------------------------------------
     keep: int = Field(10, ge=1, description="snapshotter: keep at least the newest N snapshots")
@@ -190,6 +201,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"--listen {host} is not a loopback address; add --listen-any to allow it")
         if self.data is not None and self.in_memory:
             raise ValueError("give either --data or --in-memory, not both")
+        if self.throttle_ingress and self.throughput_units is None:
+            raise ValueError("--throttle-ingress needs --throughput-units")
         return self
 
     # --- derived values ----------------------------------------------------------------------------
@@ -407,6 +420,12 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
         "capture_name_format",
         "storage_connection_string",
         "emulator_key",
+        "consumer_group",
+        "consumer_groups",
+        "receivers_per_partition",
+        "max_connections",
+        "throughput_units",
+        "throttle_ingress",
         "log_level",
     ),
     "snapshotter": (

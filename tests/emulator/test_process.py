@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,3 +65,57 @@ def test_command_line() -> None:
     assert parse_args(["--emulator-key", "k"]).emulator_key == "k"
     with pytest.raises(SystemExit):
         parse_args(["--data", "d", "--in-memory"])
+
+
+def test_command_line_limits() -> None:
+    args = parse_args([])
+    assert (args.consumer_groups, args.receivers_per_partition, args.max_connections) == ([], 5, None)
+    assert (args.throughput_units, args.throttle_ingress) == (None, False)
+    groups = ["--consumer-group", "audit", "--consumer-group", "web-{01..02}", "--consumer-groups", "2"]
+    limits = ["--receivers-per-partition", "0", "--max-connections", "9", "--throughput-units", "2"]
+    args = parse_args([*groups, *limits, "--throttle-ingress"])
+    assert args.consumer_groups == ["audit", "web-01", "web-02", "group-1", "group-2"]
+    assert (args.receivers_per_partition, args.max_connections, args.throughput_units) == (0, 9, 2)
+    assert args.throttle_ingress is True
+    for bad in (["--consumer-group", "-x"], ["--consumer-group", "w{2..1}"], ["--throttle-ingress"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_statepump_emulator_takes_the_limits_and_says_what_is_wrong(tmp_path: Path) -> None:
+    """The user-facing command: its flags reach the emulator (seen on the admin endpoint)."""
+    port, admin = free_port(), free_port()
+    log = tmp_path / "emulator.log"
+    command = [sys.executable, "-m", "statepump", "emulator", "--port", str(port), "--in-memory"]
+    limits = ["--consumer-group", "web-{1..2}", "--consumer-groups", "1", "--receivers-per-partition", "3"]
+    with open(log, "wb") as out:
+        emulator = subprocess.Popen(
+            [*command, "--admin-port", str(admin), *limits, "--throughput-units", "1"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "emulator ready" not in log.read_text():
+            assert emulator.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)  # poll interval of the readiness condition
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/receivers", timeout=10) as answer:
+            table = json.loads(answer.read())
+    finally:
+        os.kill(emulator.pid, signal.SIGTERM)
+        emulator.wait(timeout=30)
+    assert table["consumer_groups"] == ["$Default", "web-1", "web-2", "group-1"]
+    assert (table["receivers_per_partition"], table["throughput_units"]) == (3, 1)
+    bad = subprocess.run([*command, "--consumer-group", "web-"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "statepump emulator: --consumer-group: 'web-' is not a consumer group name: 1 to 50 letters, digits, "
+        "'.', '-' or '_', beginning and ending with a letter or digit"
+    ]
