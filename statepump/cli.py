@@ -85,13 +85,17 @@ async def _run(settings: Settings) -> int:
         from statepump.emulator import Emulator
         from statepump.emulator.quotas import expand
 
+        try:
+            groups = expand(settings.consumer_group)  # the group the pump reads exists
+            emulator = Emulator(
+                port=0,
+                data_dir=settings.data_dir / "emulator",
+                eventhub=settings.resolved_eventhub(),
+                consumer_groups=groups,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"--consumer-group: {exc}") from None
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        emulator = Emulator(
-            port=0,
-            data_dir=settings.data_dir / "emulator",
-            eventhub=settings.resolved_eventhub(),
-            consumer_groups=expand(settings.consumer_group),  # the group the pump reads exists
-        )
         await emulator.start()
         settings = settings.model_copy(update={"connection_string": _secret(emulator.connection_string)})
         marker = embedded_file(settings)
