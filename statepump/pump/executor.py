@@ -44,6 +44,7 @@ from statepump.core import collector, plan
 from statepump.core.errors import SequenceGapError, ServiceUnavailable, StatepumpError
 from statepump.core.events import Event, PartitionBounds, Version
 from statepump.core.fold import Fed, Folder, FoldGap, FoldResult, Poisoned, PoisonPolicy
+from statepump.core.history import History
 from statepump.core.reducer import Reducer
 from statepump.pump.published import Publishing
 from statepump.sources import EventSource
@@ -84,8 +85,10 @@ class Executor(Generic[S]):
         progress_interval: float,
         until: int | None,
         catchup_publish_interval: float,
+        history: History,
     ) -> None:
         self._publisher = publisher
+        self.history = history
         self.source = source
         self.reducer = reducer
         self.store = store
@@ -159,6 +162,7 @@ class Executor(Generic[S]):
         self._early_bounds = asyncio.create_task(self.source.bounds(), name="statepump-first-bounds")
         try:
             await self._load()
+            self.history.clear(at=self.version.sequence)
             hint = getattr(self.capture, "set_time_hint", None)
             if hint is not None and self.version.enqueued_time is not None:
                 # Capture names carry window times: start the search near the snapshot's time.
@@ -318,6 +322,7 @@ class Executor(Generic[S]):
         log.warning("skipping events %d..%d (%d events): %s", skipped.first, skipped.last, skipped.count, how)
         self.counts["events_skipped_by_gap"] += skipped.count
         self.skipped_ranges.append(skipped)
+        self.history.clear(at=skipped.last)
         v = self.version
         self._publisher.publish(Version(v.state, skipped.last, v.enqueued_time, v.partition, datetime.now(UTC)))
 
@@ -341,6 +346,11 @@ class Executor(Generic[S]):
             self._folder_opened = started
         with collector.paused():
             fed = folder.feed(batch)
+        self.history.record(
+            batch,
+            through=folder.sequence,
+            outcomes={p.event.sequence: ("poisoned", p.error) for p in fed.skipped} if fed.skipped else None,
+        )
         self._account(fed, origin)
         if (
             catching_up_to is None

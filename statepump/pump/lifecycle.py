@@ -25,6 +25,7 @@ from statepump.core import plan
 from statepump.core.configops import config
 from statepump.core.events import Version
 from statepump.core.fold import Poisoned, PoisonPolicy
+from statepump.core.history import History
 from statepump.core.reducer import Reducer
 from statepump.pump.executor import CATCHUP_PUBLISH_INTERVAL, Executor
 from statepump.pump.published import Published, Publishing
@@ -83,8 +84,11 @@ class Pump(Published[S]):
         progress_interval: float = 5.0,
         until: int | None = None,
         catchup_publish_interval: float = CATCHUP_PUBLISH_INTERVAL,
+        history: History | None = None,
     ) -> None:
         super().__init__(initial_version(reducer, partition))
+        #: The recent events this pump folded past, with their outcomes (see :mod:`statepump.core.history`).
+        self.history: History = history if history is not None else History()
         self._executor: Executor[S] = Executor(
             Publishing(self),
             source,
@@ -102,6 +106,7 @@ class Pump(Published[S]):
             progress_interval=progress_interval,
             until=until,
             catchup_publish_interval=catchup_publish_interval,
+            history=self.history,
         )
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -337,3 +337,27 @@ async def test_an_unreachable_hub_at_start_is_a_failure() -> None:
         with pytest.raises(PumpFailed, match="the test hub is unreachable"):
             await pump.wait_ready(timeout=10)
         assert isinstance(pump.failure, ServiceUnavailable)
+
+
+# --- the ring of recent events ------------------------------------------------------------
+
+
+async def test_the_pumps_history_holds_what_it_folded_past_after_the_snapshot_with_outcomes(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path, "hub", "0")
+    source = MemorySource(max_wait=0.1)
+    fill(source, 5)
+    await _snapshot_at(store, 4)
+    source.append(b"not json")  # 5: poison, skipped under the skip policy
+    fill(source, 9, start=6)
+    pump = Pump(source, store=store, poison_policy="skip")
+    async with pump:
+        await pump.wait_ready(timeout=5)
+        ring = pump.history
+        assert (ring.oldest, ring.newest) == (5, 8)
+        assert [e.sequence for e in ring.after(4)] == [5, 6, 7, 8]
+        assert [e.outcome for e in ring.after(4)] == ["poisoned", "applied", "applied", "applied"]
+        poisoned = ring.get(5)
+        assert poisoned is not None and poisoned.event.body == b"not json" and "JSON" in (poisoned.reason or "")
+        source.append(set_op(9))
+        await pump.wait_for(9, timeout=5)
+        assert ring.newest == 9 and ring.get(9) is not None
