@@ -21,6 +21,7 @@ from azure.storage.blob.aio import ContainerClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devservices.azurite import Azurite
 from statepump.core.captureformat import (
     CAPTURE_SCHEMA,
     DEFAULT_NAME_FORMAT,
@@ -32,7 +33,6 @@ from statepump.core.errors import SequenceGapError
 from statepump.core.events import Event
 from statepump.sources import EventSource
 from statepump.sources.capture import CaptureFiles, CaptureSource, DirectoryFiles, StoredFile
-from tests.fixtures.azurite import Azurite
 
 T0 = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 WINDOW = timedelta(minutes=5)

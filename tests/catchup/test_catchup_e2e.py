@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from azure.storage.blob.aio import ContainerClient
 
+from devservices.azurite import Azurite
 from statepump.components import make_pump
 from statepump.core.configops import config
 from statepump.core.events import Event
@@ -27,7 +28,6 @@ from statepump.settings import Settings, load
 from statepump.stores.blob import BlobStore
 from statepump.stores.snapshots import initial_version, write_snapshot
 from tests.core.strategies import T0
-from tests.fixtures.azurite import Azurite
 
 pytestmark = [pytest.mark.emulator, pytest.mark.azurite]
 

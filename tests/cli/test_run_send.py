@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.emulator import free_port
+from devservices import free_port
 
 pytestmark = pytest.mark.emulator
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from azure.eventhub.aio import EventHubProducerClient
 
+from devservices.emulator import EmulatorProcess
 from statepump.emulator.__main__ import parse_args
 
-from ..fixtures.emulator import EmulatorProcess
 from .clients import bodies, receive, send
 
 pytestmark = pytest.mark.emulator

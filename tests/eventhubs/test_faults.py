@@ -12,12 +12,13 @@ import pytest
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 
+from devservices import free_port
+from devservices.emulator import EmulatorProcess
 from statepump.core.events import Event
 from statepump.emulator import Emulator
 from statepump.eventhubs.failures import Backoff, HubUnreachable
 from statepump.sources.eventhub import EventHubSource
 from tests.eventhubs.hub import drain, numbered, put, read_until
-from tests.fixtures.emulator import EmulatorProcess, free_port
 from tests.fixtures.proxy import LoopbackProxy
 
 pytestmark = pytest.mark.emulator

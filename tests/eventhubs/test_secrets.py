@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from devservices import free_port
 from statepump.core.errors import ConfigError
 from statepump.emulator import Emulator
 from statepump.eventhubs.connection import HubEndpoint
@@ -14,7 +15,6 @@ from statepump.eventhubs.failures import Backoff, HubError, HubRejected
 from statepump.eventhubs.send import send_events
 from statepump.sources.eventhub import EventHubSource
 from tests.eventhubs.hub import drain, read_until
-from tests.fixtures.emulator import free_port
 
 pytestmark = pytest.mark.emulator
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from azure.eventhub import EventData, EventHubProducerClient
 
-from tests.fixtures.emulator import EmulatorProcess, free_port
+from devservices import free_port
+from devservices.emulator import EmulatorProcess
 
 
 class Hub:

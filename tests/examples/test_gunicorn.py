@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devservices import free_port
 from statepump.client import Client, SidecarError
 from tests.examples.conftest import Hub
 from tests.examples.served import Served, eventually, http_client, wait_until_ready
-from tests.fixtures.emulator import free_port
 
 pytestmark = pytest.mark.emulator
 

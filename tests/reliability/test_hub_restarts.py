@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from pyrsistent import thaw
 
+from devservices.emulator import EmulatorProcess
 from statepump.emulator import Emulator
 from statepump.pump import Pump
 from statepump.sources.eventhub import EventHubSource
-from tests.fixtures.emulator import EmulatorProcess
 from tests.reliability.replay import read_everything, replay, send
 from tests.reliability.sidecar import Sidecar
 

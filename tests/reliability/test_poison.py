@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from devservices.azurite import Azurite
+from devservices.emulator import EmulatorProcess
 from statepump.stores.deadletters import DeadLetterBlob
-from tests.fixtures.azurite import Azurite
-from tests.fixtures.emulator import EmulatorProcess
 from tests.reliability.replay import send
 from tests.reliability.sidecar import Sidecar, clean_environment
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from pyrsistent import thaw
 
+from devservices.emulator import EmulatorProcess
 from statepump.core.captureformat import DEFAULT_NAME_FORMAT, render_name, write_capture_file
 from statepump.core.configops import config
 from statepump.core.events import Event
 from statepump.core.fold import fold
 from statepump.stores.snapshots import initial_version
-from tests.fixtures.emulator import EmulatorProcess
 from tests.reliability.replay import read_everything, send
 from tests.reliability.sidecar import Sidecar, clean_environment
 from tests.reliability.test_storage_faults import bodies, expire

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import ContainerClient
 
-from tests.fixtures.azurite import AzuriteProcess
-from tests.fixtures.emulator import EmulatorProcess, free_port
+from devservices import free_port
+from devservices.azurite import AzuriteProcess
+from devservices.emulator import EmulatorProcess
 from tests.reliability.replay import send
 from tests.reliability.sidecar import Sidecar, clean_environment
 

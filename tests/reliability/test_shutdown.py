@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.emulator import EmulatorProcess
+from devservices.emulator import EmulatorProcess
 from tests.reliability.replay import send
 from tests.reliability.sidecar import Sidecar
 

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from pyrsistent import freeze
 
+from devservices.azurite import Azurite
+from devservices.emulator import EmulatorProcess
 from statepump.core import codec
 from statepump.core.configops import config
 from statepump.core.events import Event, Version
@@ -24,8 +26,6 @@ from statepump.stores import SnapshotStore
 from statepump.stores.blob import BlobStore
 from statepump.stores.directory import DirectoryStore
 from statepump.stores.snapshots import initial_version, write_snapshot
-from tests.fixtures.azurite import Azurite
-from tests.fixtures.emulator import EmulatorProcess
 from tests.reliability.replay import read_everything, replay, send
 from tests.reliability.sidecar import Sidecar, clean_environment, poll_until
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from devservices import free_port
+from devservices.emulator import EmulatorProcess
 from statepump.emulator.emulator import KEY, KEY_NAME
-from tests.fixtures.emulator import EmulatorProcess, free_port
 from tests.reliability.replay import send
 from tests.reliability.sidecar import Sidecar, clean_environment
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from azure.storage.blob.aio import ContainerClient
 
+from devservices.azurite import ACCOUNT_KEY, AzuriteProcess
+from devservices.emulator import EmulatorProcess
 from statepump.core import codec
 from statepump.core.captureformat import DEFAULT_NAME_FORMAT, render_name, write_capture_file
 from statepump.core.configops import config
 from statepump.core.events import Event
 from statepump.stores.blob import BlobStore
 from statepump.stores.snapshots import write_snapshot
-from tests.fixtures.azurite import ACCOUNT_KEY, AzuriteProcess
-from tests.fixtures.emulator import EmulatorProcess
 from tests.reliability.replay import read_everything, replay, send
 from tests.reliability.sidecar import Sidecar, clean_environment, poll_until
 from tests.reliability.test_snapshots import version_at

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from devservices.azurite import Azurite
 from snapshotter.run import run_once
 from statepump.components import make_pump, make_store
 from statepump.core import codec
 from statepump.emulator import Emulator
 from statepump.settings import Settings, load
 from statepump.stores import SnapshotRef
-from tests.fixtures.azurite import Azurite
 from tests.snapshotter.hubs import hub
 from tests.snapshotter.test_command import finish, send, start
 from tests.snapshotter.test_run import replay

@@ -142,7 +142,7 @@ async def test_a_gap_exits_1_with_one_line_naming_the_missing_range(emulator: Em
 
 
 async def test_an_unreachable_hub_exits_1_without_leaking_the_key(tmp_path: Path) -> None:
-    from tests.fixtures.emulator import free_port
+    from devservices import free_port
 
     secret = "c2VjcmV0LWtleS1mb3ItdGhlLXRlc3Q="
     conn = (

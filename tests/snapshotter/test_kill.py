@@ -18,6 +18,7 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
+from devservices.azurite import Azurite
 from snapshotter.run import run_once
 from snapshotter.store_view import StoreView
 from statepump.core import codec
@@ -27,7 +28,6 @@ from statepump.sources.memory import MemorySource
 from statepump.stores import SnapshotStore, snapshot_name
 from statepump.stores.blob import BlobStore
 from statepump.stores.directory import DirectoryStore
-from tests.fixtures.azurite import Azurite
 from tests.snapshotter.kill_child import TAG
 
 REPO = Path(__file__).resolve().parents[2]

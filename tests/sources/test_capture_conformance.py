@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from azure.storage.blob.aio import ContainerClient
 
+from devservices.azurite import Azurite
 from statepump.core.captureformat import DEFAULT_NAME_FORMAT, render_name, write_capture_file
 from statepump.core.events import Event
 from statepump.sources.capture import CaptureSource
-from tests.fixtures.azurite import Azurite
 from tests.sources.conformance import Publish, Published, SourceConformance
 
 T0 = datetime(2025, 5, 1, 8, 0, 0, tzinfo=UTC)

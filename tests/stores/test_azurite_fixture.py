@@ -6,7 +6,7 @@ import pytest
 from azure.core.exceptions import ServiceRequestError
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from tests.fixtures.azurite import Azurite, AzuriteProcess
+from devservices.azurite import Azurite, AzuriteProcess
 
 
 async def test_blob_container_is_fresh_and_usable(azurite: Azurite, blob_container: str) -> None:

@@ -18,10 +18,10 @@ from azure.core.pipeline import PipelineRequest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
+from devservices.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite, AzuriteProcess
 from statepump.core.errors import ConfigError, SnapshotExists
 from statepump.stores import SnapshotStore
 from statepump.stores.blob import BlobRetry, BlobStore, SnapshotStoreUnavailable
-from tests.fixtures.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite, AzuriteProcess
 from tests.fixtures.proxy import LoopbackProxy
 from tests.stores.conformance import SnapshotStoreConformance, StoreFactory
 
