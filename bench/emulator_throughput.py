@@ -18,16 +18,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: devservices is beside bench/
 
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient as AsyncConsumer
 from azure.eventhub.aio import EventHubProducerClient as AsyncProducer
 
+from devservices.emulator import EmulatorProcess
 from statepump.emulator import Emulator, server
 
 BODY = b'{"op":"set","path":"/feature/flags/alpha","value":true,"at":"2026-01-01T00:00:00Z"}'
@@ -154,37 +157,16 @@ def instrument(emulator: Emulator) -> list[float]:
 
 async def external_throughput(events: int, prefetches: list[int]) -> None:
     """The same read against ``python -m statepump.emulator`` in its own process (as ``statepump emulator``)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "statepump.emulator",
-        "--port",
-        str(port),
-        "--in-memory",
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    process = EmulatorProcess.on_free_ports()
+    await asyncio.to_thread(process.start)
     try:
-        connection_string = Emulator(port=port).connection_string
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                async with AsyncProducer.from_connection_string(connection_string, retry_total=0) as producer:
-                    await producer.get_eventhub_properties()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
+        connection_string = process.connection_string
         await fill(connection_string, events)
         for prefetch in prefetches:
             rate = await throughput(connection_string, events, prefetch)
             print(f"emulator in its own process, prefetch {prefetch}: {events} events, {rate:,.0f} events/s")
     finally:
-        process.terminate()
-        await process.wait()
+        process.stop()
 
 
 async def main() -> None:

@@ -19,56 +19,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: devservices is beside bench/
 
 from azure.eventhub import EventData, EventHubProducerClient
 
+from devservices.emulator import EmulatorProcess
 from statepump.eventhubs.failures import Backoff
 from statepump.sources.eventhub import EventHubSource
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def emulator() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "statepump.emulator", "--port", str(port), "--partitions", "1", "--in-memory"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    cs = (
-        f"Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName=k;SharedAccessKey=v;EntityPath=hub;"
-        "UseDevelopmentEmulator=true"
-    )
+    """The bundled emulator in its own process (:mod:`devservices.emulator`), in memory, one partition;
+    yields its connection string once it answers, and stops it after."""
+    process = EmulatorProcess.on_free_ports(partitions=1)
+    process.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the emulator did not start") from None
-                time.sleep(0.05)  # readiness poll interval
-        yield cs
+        yield process.connection_string
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(10)
+        process.stop()
 
 
 def bodies(count: int) -> list[bytes]:

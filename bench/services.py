@@ -1,91 +1,44 @@
-"""Services the figures start and stop themselves: PostgreSQL, Azurite, the emulator.
+"""Services the figures start and stop themselves: PostgreSQL, Azurite (the emulator: ``bench.hub_throughput``).
 
-Each is a context manager; when one cannot be had it raises
-:class:`~bench.figure.ServiceUnavailable` with one line naming what to install.
+Starting them is :mod:`devservices`' job; here each is a context manager
+that turns :class:`devservices.Unavailable` (a tool that is not installed)
+into :class:`~bench.figure.ServiceUnavailable`, with one line naming what to
+install, so that the figure is reported as not run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import devservices.postgres
 from bench.figure import ServiceUnavailable
+from devservices import Unavailable
+from devservices.azurite import AzuriteProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _postgres_bin(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not candidates:
-        raise ServiceUnavailable("figure 1 needs PostgreSQL's server binaries: apt-get install postgresql")
-    return candidates[-1]
-
-
 @contextlib.contextmanager
 def postgres() -> Iterator[str]:
-    """A throw-away PostgreSQL cluster on a Unix socket in a temp directory; yields a psycopg conninfo.
-
-    As root, the cluster runs as the ``postgres`` user (PostgreSQL refuses to run as root).
-    """
-    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
-    run_as: list[str] = []
-    user = pwd.getpwuid(os.getuid()).pw_name
-    if os.getuid() == 0:
+    """A throw-away PostgreSQL cluster (:func:`devservices.postgres.cluster`); yields a psycopg conninfo."""
+    with contextlib.ExitStack() as stack:
         try:
-            pw = pwd.getpwnam("postgres")
-        except KeyError:
-            raise ServiceUnavailable(
-                "figure 1 runs PostgreSQL as user 'postgres' when root: apt-get install postgresql"
-            ) from None
-        run_as, user = ["runuser", "-u", "postgres", "--"], "postgres"
-    with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
-        data, sock = Path(tmp) / "data", Path(tmp) / "sock"
-        sock.mkdir()
-        if run_as:
-            for path in (Path(tmp), sock):
-                os.chown(path, pw.pw_uid, pw.pw_gid)
-        subprocess.run(
-            [*run_as, initdb, "-D", str(data), "-A", "trust", "-U", user, "--no-sync", "-E", "UTF8"],
-            check=True,
-            capture_output=True,
-        )
-        options = f"-k {sock} -c listen_addresses='' -c fsync=off -c shared_buffers=256MB"
-        subprocess.run(
-            [*run_as, pg_ctl, "-D", str(data), "-o", options, "-w", "-l", str(Path(tmp) / "log"), "start"],
-            check=True,
-            capture_output=True,
-        )
-        try:
-            yield f"host={sock} user={user} dbname=postgres"
-        finally:
-            subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
+            conninfo = stack.enter_context(devservices.postgres.cluster())
+        except Unavailable as exc:
+            raise ServiceUnavailable(f"figure 1: {exc}") from None
+        yield conninfo
 
 
 @contextlib.contextmanager
 def azurite() -> Iterator[str]:
-    """An in-memory Azurite on a free loopback port (``tests/fixtures/azurite.py``); yields its connection string."""
-    try:
-        import pytest
-
-        from tests.fixtures.azurite import AzuriteProcess
-    except ImportError as exc:
-        why = f"figure 1 needs the test extras for Azurite: pip install -e '.[test]' ({exc})"
-        raise ServiceUnavailable(why) from None
+    """An in-memory Azurite on a free loopback port (:mod:`devservices.azurite`); yields its connection string."""
     process = AzuriteProcess(None)
     try:
         info = process.start()
-    except pytest.fail.Exception as exc:  # the helper reports a missing Node.js this way
+    except Unavailable as exc:  # no Node.js, or npm could not install Azurite
         raise ServiceUnavailable(f"figure 1: {str(exc).splitlines()[0]}") from None
     try:
         yield info.connection_string

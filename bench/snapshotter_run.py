@@ -17,7 +17,7 @@ snapshotter, and 1,000,000 events would take most of an hour.
 * **steady run, --compress**: the same with zlib level 1 payloads.
 * **nothing new**: load the snapshot, find nothing to do, apply retention.
 
-Azurite (npm ``azurite-blob``, installed by tests/fixtures/azurite.py on
+Azurite (npm ``azurite-blob``, installed by devservices/azurite.py on
 first use) runs in memory on a free loopback port for the duration.
 """
 
@@ -161,7 +161,7 @@ async def main() -> None:
     if args.store in ("azurite", "both"):
         from azure.storage.blob.aio import BlobServiceClient
 
-        from tests.fixtures.azurite import AzuriteProcess
+        from devservices.azurite import AzuriteProcess
 
         azurite = AzuriteProcess(location=None)
         info = azurite.start(retry_port=True)

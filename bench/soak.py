@@ -33,7 +33,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,17 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: devservices is beside bench/
+
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 
+from devservices.emulator import EmulatorProcess
 from statepump.client import AsyncClient, PathNotFound
-from statepump.emulator.emulator import KEY, KEY_NAME
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_bytes(pid: int) -> int:
@@ -198,24 +193,12 @@ async def wait_ready(sock: Path, sidecar: subprocess.Popen[bytes], timeout: floa
 
 
 async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    port = free_port()
-    cs = (
-        f"Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName={KEY_NAME};"
-        f"SharedAccessKey={KEY};EntityPath=hub;UseDevelopmentEmulator=true"
-    )
+    emulator = EmulatorProcess.on_free_ports(work / "emulator.log")
+    cs = emulator.connection_string
     sock = work / "soak.sock"
-    emulator = start(
-        [sys.executable, "-m", "statepump.emulator", "--port", str(port), "--in-memory"], work / "emulator.log"
-    )
     sidecar = None
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            if time.monotonic() > deadline or emulator.poll() is not None:
-                raise RuntimeError("the emulator did not start")
-            await asyncio.sleep(0.1)  # poll interval
+        await asyncio.to_thread(emulator.start, 60)
         sidecar = start(
             [
                 sys.executable,
@@ -249,7 +232,7 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         elapsed = time.monotonic() - started
     finally:
         sidecar_exit = stop(sidecar) if sidecar is not None else None
-        stop(emulator)
+        emulator.stop()
     prop = propagation(figures)
     warm = [r for t, r in figures.rss if t >= min(60.0, args.seconds / 4)]
     half = [r for t, r in figures.rss if t >= args.seconds / 2]

@@ -35,6 +35,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: devservices is beside bench/
+
+from devservices import Unavailable
+from devservices.redis import RedisProcess
+
 KEY_PATH = "some/key"
 REDIS_KEY = "some:key"
 VALUE = {"rate": 0.03, "enabled": True, "name": "tshirt"}
@@ -88,45 +93,17 @@ def start_statepump(directory: Path, keys: int, profile: str | None) -> tuple[su
     return process, socket_path
 
 
-def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found: apt-get install -y redis-server")
-    socket_path = directory / "redis.sock"
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            "0",
-            "--unixsocket",
-            str(socket_path),
-            "--unixsocketperm",
-            "700",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-            "--loglevel",
-            "warning",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+def start_redis(directory: Path) -> RedisProcess:
+    """``redis-server`` on ``directory/redis.sock`` (:mod:`devservices.redis`), holding the key the clients read."""
+    server = RedisProcess(directory)
+    try:
+        socket_path = server.start()
+    except (Unavailable, RuntimeError) as exc:
+        raise SystemExit(str(exc)) from None
     import redis
 
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            redis.Redis(unix_socket_path=str(socket_path)).ping()
-            break
-        except (redis.ConnectionError, FileNotFoundError):
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise SystemExit("redis-server did not start") from None
-            time.sleep(0.02)
     redis.Redis(unix_socket_path=str(socket_path)).set(REDIS_KEY, json.dumps(VALUE))
-    return process, socket_path
+    return server
 
 
 # ----------------------------------------------------------------- clients
@@ -218,8 +195,8 @@ def main() -> None:
 
     directory = Path(tempfile.mkdtemp(prefix="spbench-", dir="/tmp"))
     statepump_process, statepump_socket = start_statepump(directory, args.keys, args.profile)
-    redis_process, redis_socket = start_redis(directory)
-    sockets = {"statepump": statepump_socket, "redis": redis_socket}
+    redis_server = start_redis(directory)
+    sockets = {"statepump": statepump_socket, "redis": redis_server.socket_path}
     try:
         print(
             f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
@@ -243,7 +220,7 @@ def main() -> None:
         print(f"statepump/redis: p50 {s50 / r50:.2f}x, p99 {s99 / r99:.2f}x")
 
         print(f"\nthroughput, {args.procs} client processes, {args.seconds:g} s each")
-        pids = {"statepump": statepump_process.pid, "redis": redis_process.pid}
+        pids = {"statepump": statepump_process.pid, "redis": redis_server.pid}
         for kind in ("redis", "statepump"):
             cpu_before, wall_before = cpu_seconds(pids[kind]), time.monotonic()
             rate = throughput(kind, sockets[kind], args.procs, args.seconds)
@@ -257,9 +234,8 @@ def main() -> None:
             )
     finally:
         statepump_process.terminate()
-        redis_process.terminate()
+        redis_server.stop()
         statepump_process.wait(10)
-        redis_process.wait(10)
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -36,20 +36,19 @@ def run(size: Size) -> Figure:
             raise RuntimeError(f"the statepump sidecar did not start: {exc}") from None
         try:
             try:
-                redis_server, redis_socket = socket_get.start_redis(directory)
+                redis_server = socket_get.start_redis(directory)
             except SystemExit as exc:
                 raise ServiceUnavailable(f"figure 5: {exc} (apt-get install redis-server)") from None
             try:
                 for _ in range(max(3, size.runs)):
                     mine = [ns / 1e3 for ns in socket_get.latencies("statepump", sidecar_socket, size.gets)]
-                    theirs = [ns / 1e3 for ns in socket_get.latencies("redis", redis_socket, size.gets)]
+                    theirs = [ns / 1e3 for ns in socket_get.latencies("redis", redis_server.socket_path, size.gets)]
                     ours_p50.append(percentile(mine, 0.5))
                     ours_p99.append(percentile(mine, 0.99))
                     theirs_p50.append(percentile(theirs, 0.5))
                     theirs_p99.append(percentile(theirs, 0.99))
             finally:
-                redis_server.terminate()
-                redis_server.wait(10)
+                redis_server.stop()
         finally:
             sidecar.terminate()
             sidecar.wait(10)
