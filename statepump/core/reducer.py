@@ -17,7 +17,7 @@ the default, and :data:`~statepump.core.markup.markup`, an example;
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -89,6 +89,9 @@ class Reducer(Generic[S]):
     apply: Callable[[S, Event], S] = field(repr=False)
     initial: S = field(repr=False)
     batch: Callable[[S], Transient[S]] | None = field(default=None, repr=False, compare=False)
+    #: The paths an event changes (or would, were it applied), for ``/v1/history``; ``None``
+    #: means "unknown". Asked only when history is read, never on the fold's path.
+    paths: Callable[[Event], Sequence[tuple[Any, ...]] | None] | None = field(default=None, repr=False, compare=False)
 
     def __call__(self, state: S, event: Event) -> S:
         return self.apply(state, event)

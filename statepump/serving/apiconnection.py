@@ -57,6 +57,7 @@ from statepump.core import statejson
 from statepump.core.events import Version
 from statepump.core.httpapi import (
     Endpoint,
+    EventQuery,
     HttpError,
     Limits,
     Plain,
@@ -137,6 +138,14 @@ class Host(Protocol):
     def not_ready(self, version: Version[Any]) -> str | None: ...
 
     def plain(self, endpoint: Endpoint, request: Request) -> tuple[bytes, int]: ...
+
+    def explore(self, request: Request) -> tuple[bytes, int, str]:
+        """``/v1/history``, ``/v1/diff``, ``/v1/children``, ``/ui``: the response, its status, its metrics label."""
+        ...
+
+    def event(self, query: EventQuery, request: Request) -> tuple[bytes, int]:
+        """``GET /v1/events/{sequence}``: one recent event and its outcome."""
+        ...
 
 
 class _Stopping(Exception):
@@ -316,6 +325,9 @@ class ApiConnection(asyncio.Protocol):
                 self._spawn(self._wait_and_answer(request, target, started))
                 return
             self._answer_state(request, target, version, started)
+        elif isinstance(target, EventQuery):
+            encoded, status = server.event(target, request)
+            self._answer(request, Endpoint.EVENT.value, status, encoded, started)
         elif isinstance(target, Plain):
             try:
                 encoded, status = server.plain(target.endpoint, request)

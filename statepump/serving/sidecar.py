@@ -45,7 +45,8 @@ from typing import Any, Final, Protocol
 from statepump.core import statejson
 from statepump.core.errors import ConfigError, StatepumpError
 from statepump.core.events import Version
-from statepump.core.httpapi import DEFAULT_SOCKET_PATH, Endpoint, Limits, Request, response
+from statepump.core.history import History
+from statepump.core.httpapi import DEFAULT_SOCKET_PATH, Endpoint, EventQuery, Limits, Request, event_response, response
 from statepump.serving import metrics
 from statepump.serving.apiconnection import ApiConnection
 from statepump.serving.watch import Watchers
@@ -70,6 +71,9 @@ class Servable(Protocol):
     def not_ready_reason(self) -> str | None: ...
 
     def status(self) -> Mapping[str, Any]: ...
+
+    @property
+    def history(self) -> History: ...
 
     async def wait_for(self, sequence: int, timeout: float | None = None) -> Version[Any]: ...
 
@@ -308,6 +312,12 @@ class Server:
         if version.sequence >= 0 or self.pump.ready:
             return None
         return self.pump.not_ready_reason or "the pump has not loaded any state yet"
+
+    def event(self, query: EventQuery, request: Request) -> tuple[bytes, int]:
+        return event_response(self.pump.history, query, request)
+
+    def explore(self, request: Request) -> tuple[bytes, int, str]:
+        return self.explorer.answer(request)
 
     def plain(self, endpoint: Endpoint, request: Request) -> tuple[bytes, int]:
         head = request.method == "HEAD"
