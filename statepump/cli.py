@@ -28,6 +28,9 @@ log = logging.getLogger("statepump")
 EXIT_FAILED = 1
 EXIT_BAD_SETTINGS = 2
 
+#: How often the embedded default writes a local snapshot (and once more at stop), so a restart loads it.
+EMBEDDED_SNAPSHOT_SECONDS = 300.0
+
 
 def add_settings(parser: argparse.ArgumentParser, command: str) -> None:
     """Add the flags of ``command``'s settings, generated from the one settings model."""
@@ -79,7 +82,12 @@ def configure_logging(level: str) -> None:
 
 async def _run(settings: Settings) -> int:
     from statepump.components import embedded_file, make_pump
+    from statepump.core.reducer import load_reducer
 
+    # Everything a setting can get wrong is found here, before anything is started or created:
+    # a bad --reducer must not leave a data directory, emulator logs or an embedded.json behind.
+    load_reducer(settings.reducer)
+    settings.hmac_key()
     emulator = None
     if settings.embedded:
         from statepump.emulator import Emulator
@@ -91,6 +99,9 @@ async def _run(settings: Settings) -> int:
                 port=0,
                 data_dir=settings.data_dir / "emulator",
                 eventhub=settings.resolved_eventhub(),
+                # One partition: a configuration hub needs one total order, and a key sent
+                # with --partition-key must land on the partition the pump reads.
+                partitions=1,
                 consumer_groups=groups,
             )
         except ValueError as exc:
@@ -100,8 +111,13 @@ async def _run(settings: Settings) -> int:
         settings = settings.model_copy(update={"connection_string": _secret(emulator.connection_string)})
         marker = embedded_file(settings)
         marker.write_text(json.dumps({"connection_string": emulator.connection_string, "pid": os.getpid()}))
+    from statepump.components import upstream_eventhub
+
+    settings = await upstream_eventhub(settings)  # relay mode: the upstream's hub, unless --eventhub says
     pump = make_pump(settings)
     server = None
+    keeper = None
+    readiness = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -116,8 +132,22 @@ async def _run(settings: Settings) -> int:
             listen=settings.listen_address,
             listen_any=settings.listen_any,
             socket_group=settings.socket_group,
+            relay_token=settings.relay_token(),
+            tls=settings.tls_context(),
         )
         await server.start()
+        readiness = asyncio.ensure_future(_say_readiness(pump, _where(settings)))
+        if emulator is not None and pump.store is not None and settings.snapshot_container is None:
+            from statepump.pump.keeper import SnapshotKeeper
+
+            keeper = SnapshotKeeper(
+                pump,
+                pump.store,
+                eventhub=settings.resolved_eventhub(),
+                interval=EMBEDDED_SNAPSHOT_SECONDS,
+                hmac_key=settings.hmac_key(),
+            )
+            keeper.start()
         if emulator is not None:
             _print_embedded_help(settings, emulator.port)
         done = asyncio.ensure_future(stop.wait())
@@ -134,6 +164,10 @@ async def _run(settings: Settings) -> int:
         log.info("stopping")
         return 0
     finally:
+        if readiness is not None:
+            readiness.cancel()
+        if keeper is not None:
+            await keeper.stop()  # before pump.stop(), which closes the store
         if server is not None:
             await server.stop(grace=5.0)
         await pump.stop()
@@ -141,6 +175,28 @@ async def _run(settings: Settings) -> int:
             await emulator.stop()
             with contextlib.suppress(FileNotFoundError):
                 embedded_file(settings).unlink()
+
+
+def _where(settings: Settings) -> str:
+    """Where the sidecar serves, for the ready line."""
+    where = f"socket {settings.socket_path}"
+    if settings.listen_address is not None:
+        host, port = settings.listen_address
+        where += f" and http://{host}:{port}"
+    return where
+
+
+async def _say_readiness(pump: Any, where: str) -> None:
+    """One plain line each time the sidecar becomes ready, and each time it stops being ready (with why)."""
+    was_ready = False
+    while True:
+        changed = pump.readiness_change()  # registered before the read: no change falls in between
+        if pump.ready and not was_ready:
+            log.info("ready: serving sequence %d on %s", pump.version.sequence, where)
+        elif was_ready and not pump.ready:
+            log.warning("not ready any more: %s", pump.not_ready_reason)
+        was_ready = pump.ready
+        await changed
 
 
 def _secret(value: str) -> Any:
@@ -168,7 +224,9 @@ def _print_embedded_help(settings: Settings, port: int) -> None:
     me = _command_name()
     print(
         f"""
-statepump is running on an embedded Event Hubs emulator (127.0.0.1:{port}); its data is under {settings.data_dir}/.
+statepump is running on an embedded Event Hubs emulator (127.0.0.1:{port}, 1 partition); its data is under
+{settings.data_dir}/, with a local snapshot every {EMBEDDED_SNAPSHOT_SECONDS / 60:.0f} minutes and at exit in \
+{settings.data_dir / settings.snapshot_prefix}/, so a restart starts from it.
 In another terminal:
   {me} send '{{"op": "set", "path": "greeting", "value": "hello"}}'
   {me} query greeting
@@ -297,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the sidecar: pump + query socket",
         description="Load the newest snapshot, catch up (Capture, then the hub), serve the state on a local socket. "
-        "With no hub configured, runs an embedded Event Hubs emulator under --data-dir.",
+        "With no hub configured, runs an embedded Event Hubs emulator under --data-dir. "
+        "With --upstream, follows other statepumps (relays) instead of the hub: their snapshot, then their feed.",
     )
     add_settings(run, "run")
 
@@ -311,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("path", nargs="?", default="", metavar="PATH", help="e.g. markup/tshirt (default: everything)")
     query.add_argument("--min-sequence", type=int, default=None, help="wait until this event is applied")
     query.add_argument("--timeout", type=float, default=None, help="seconds to wait for --min-sequence")
+    query.add_argument("--compact", action="store_true", help="print on one line (default: indented; keys sorted)")
     add_settings(query, "query")
 
     health = commands.add_parser("health", help="exit 0 when the sidecar is alive (with --ready: and caught up)")
@@ -327,10 +387,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, except that an unknown argument is reported by the (sub)command it was given to.
+
+    argparse hands a subcommand's unrecognised arguments up to the top-level
+    parser, whose error shows ``statepump``'s usage, not the subcommand's.
+    """
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        subparser = parser
+        for dest in ("command", "snapshot_command"):
+            choices = _subcommands(subparser)
+            if choices is None or getattr(args, dest, None) not in choices:
+                break
+            subparser = choices[getattr(args, dest)]
+        subparser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser] | None:
+    for action in parser._actions:  # argparse offers no public way to find a parser's subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``statepump`` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     command: str = args.command
     if command == "snapshot":
         return _inspect(args.file)
@@ -345,7 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "query":
             from statepump.clientcommands import query_command
 
-            return query_command(settings.socket_path, args.path, args.min_sequence, args.timeout)
+            return query_command(
+                settings.socket_path, args.path, args.min_sequence, args.timeout, compact=args.compact
+            )
         if command == "health":
             from statepump.clientcommands import health_command
 

@@ -28,9 +28,17 @@ EXIT_NO_SIDECAR: Final = 5
 
 
 def query_command(
-    socket_path: str | Path, path: str = "", min_sequence: int | None = None, timeout: float | None = None
+    socket_path: str | Path,
+    path: str = "",
+    min_sequence: int | None = None,
+    timeout: float | None = None,
+    *,
+    compact: bool = False,
 ) -> int:
     """``statepump query``: print the JSON value at ``path``; returns the exit code.
+
+    The value is printed for people: keys sorted, indented (``compact``: on
+    one line). The socket API keeps the state's own order (no sort per request).
 
     Exit codes: 0 printed; 3 no value at the path; 4 not ready, or
     ``min_sequence`` not reached within ``timeout``; 5 no sidecar on the
@@ -51,8 +59,24 @@ def query_command(
     except (SidecarError, ValueError) as exc:
         print(f"statepump query: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    print(json.dumps(value, indent=2, ensure_ascii=False))
+    print(format_value(value, compact=compact))
     return EXIT_OK
+
+
+def format_value(value: object, *, compact: bool = False) -> str:
+    """JSON for a terminal: sorted keys, indented or (``compact``) on one line.
+
+    >>> print(format_value({"n3": 3, "n1": {"b": 2, "a": 1}}, compact=True))
+    {"n1": {"a": 1, "b": 2}, "n3": 3}
+    >>> print(format_value({"b": 1, "a": 2}))
+    {
+      "a": 2,
+      "b": 1
+    }
+    """
+    if compact:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 def health_command(socket_path: str | Path, ready: bool = False) -> int:

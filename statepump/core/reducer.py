@@ -144,17 +144,17 @@ def load_reducer(spec: str) -> Reducer[Any]:
         return builtin[spec]
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ConfigError(f"reducer: {spec!r} is neither a built-in ({', '.join(builtin)}) nor 'module:callable'")
+        raise ConfigError(f"--reducer: {spec!r} is neither a built-in ({', '.join(builtin)}) nor 'module:callable'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"reducer: cannot import module {module_name!r}: {exc}") from None
+        raise ConfigError(f"--reducer: cannot import module {module_name!r}: {exc}") from None
     try:
         obj = getattr(module, attr)
     except AttributeError:
-        raise ConfigError(f"reducer: module {module_name!r} has no attribute {attr!r}") from None
+        raise ConfigError(f"--reducer: module {module_name!r} has no attribute {attr!r}") from None
     if isinstance(obj, Reducer):
         return obj
     if callable(obj):
         return Reducer(f"{module_name}:{attr}", int(getattr(obj, "version", 1)), obj, pmap())
-    raise ConfigError(f"reducer: {spec!r} is not callable")
+    raise ConfigError(f"--reducer: {spec!r} is not callable")

@@ -80,10 +80,10 @@ def parse_connection_string(text: str) -> ConnectionString:
     >>> parse_connection_string("Endpoint=sb://h/;SharedAccessKey=x")
     Traceback (most recent call last):
     ...
-    statepump.core.errors.ConfigError: connection_string: SharedAccessKey needs SharedAccessKeyName
+    statepump.core.errors.ConfigError: --connection-string: SharedAccessKey needs SharedAccessKeyName
     """
     if not isinstance(text, str) or not text.strip():
-        raise ConfigError("connection_string: empty")
+        raise ConfigError("--connection-string: empty")
     parts: dict[str, str] = {}
     for item in text.strip().split(";"):
         if not item.strip():
@@ -91,27 +91,29 @@ def parse_connection_string(text: str) -> ConnectionString:
         name, sep, value = item.partition("=")
         if not sep:
             # Only the name: the item may be (part of) a key pasted without its name.
-            raise ConfigError("connection_string: every part must be Name=Value (one part has no '=')")
+            raise ConfigError("--connection-string: every part must be Name=Value (one part has no '=')")
         parts[name.strip().lower()] = value.strip()
     endpoint = parts.get("endpoint")
     if not endpoint:
-        raise ConfigError("connection_string: Endpoint=sb://<namespace>/ is missing")
+        raise ConfigError("--connection-string: Endpoint=sb://<namespace>/ is missing")
     url = urlsplit(endpoint)
     if url.scheme.lower() not in ("sb", "amqps", "amqp") or not url.hostname:
-        raise ConfigError("connection_string: Endpoint must look like sb://<namespace host>/")
+        raise ConfigError("--connection-string: Endpoint must look like sb://<namespace host>/")
     try:
         port = url.port
     except ValueError:
-        raise ConfigError("connection_string: Endpoint has an invalid port") from None
+        raise ConfigError("--connection-string: Endpoint has an invalid port") from None
     key_name = parts.get("sharedaccesskeyname")
     key = parts.get("sharedaccesskey")
     sas = parts.get("sharedaccesssignature")
     if sas is None and key is None:
-        raise ConfigError("connection_string: SharedAccessKeyName/SharedAccessKey or SharedAccessSignature is missing")
+        raise ConfigError(
+            "--connection-string: SharedAccessKeyName/SharedAccessKey or SharedAccessSignature is missing"
+        )
     if key is not None and not key_name:
-        raise ConfigError("connection_string: SharedAccessKey needs SharedAccessKeyName")
+        raise ConfigError("--connection-string: SharedAccessKey needs SharedAccessKeyName")
     if key is not None and not key:
-        raise ConfigError("connection_string: SharedAccessKey is empty")
+        raise ConfigError("--connection-string: SharedAccessKey is empty")
     emulator = parts.get("usedevelopmentemulator", "").lower() == "true"
     return ConnectionString(
         host=url.hostname,

@@ -124,6 +124,25 @@ class Published(Generic[S]):
 
         return unsubscribe
 
+    def readiness_change(self) -> asyncio.Future[None]:
+        """A future, on the running loop, done at the next change of readiness, phase or failure.
+
+        It is registered when called: take it, then read :attr:`ready`, then
+        await it, and no change falls between the read and the wait.
+        """
+        loop = asyncio.get_running_loop()
+        changed: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            def settle() -> None:
+                if not changed.done():
+                    changed.set_result(None)
+
+            loop.call_soon_threadsafe(settle)
+
+        self._on_change.append(wake)
+        return changed
+
     async def wait_for(self, sequence: int, timeout: float | None = None) -> Version[S]:
         """Wait until the event ``sequence`` is applied; return that (or a later) version.
 
