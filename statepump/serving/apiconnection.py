@@ -75,6 +75,7 @@ from statepump.core.httpapi import (
     state_response,
     stream_head,
 )
+from statepump.serving.explore import PREFIXES as EXPLORE_PREFIXES
 from statepump.serving.metrics import RequestStats
 from statepump.serving.watch import Watcher, Watchers, changed
 
@@ -306,6 +307,10 @@ class ApiConnection(asyncio.Protocol):
                 transport.write(hit[0])
                 server.requests.observe("state", hit[1], time.perf_counter() - started)
                 return
+        if request.target.startswith(EXPLORE_PREFIXES):  # history, diff, children, the console
+            encoded, status, label = server.explore(request)
+            self._answer(request, label, status, encoded, started)
+            return
         try:
             target = route(request, server.limits)
         except HttpError as error:

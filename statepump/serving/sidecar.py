@@ -49,6 +49,7 @@ from statepump.core.history import History
 from statepump.core.httpapi import DEFAULT_SOCKET_PATH, Endpoint, EventQuery, Limits, Request, event_response, response
 from statepump.serving import metrics
 from statepump.serving.apiconnection import ApiConnection
+from statepump.serving.explore import Explorer
 from statepump.serving.watch import Watchers
 from statepump.settings import is_loopback
 
@@ -148,6 +149,8 @@ class Server:
         self._tcp_address: tuple[str, int] | None = None
         self._connections: set[ApiConnection] = set()
         self.watchers = Watchers(self.requests)
+        #: History, diffs, paged children and the console (statepump/serving/explore.py).
+        self.explorer = Explorer(pump)
         self._unsubscribe: Callable[[], None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
@@ -200,6 +203,7 @@ class Server:
             await self._close_listeners()
             raise
         self._unsubscribe = self.pump.subscribe(self.watchers.publish)
+        self.explorer.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="statepump-server-sweeper")
         log.info(
             "serving the query API on %s%s",
@@ -210,6 +214,7 @@ class Server:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, answer requests in flight (up to ``grace`` seconds), close, remove the socket."""
         self._stopping = True
+        self.explorer.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
