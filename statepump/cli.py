@@ -281,6 +281,18 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
         connection.pop(unused, None)
     if args.partition_key is not None and "partition" in args.given:
         raise ConfigError("give either --partition or --partition-key, not both")
+    if args.partition_key is not None and not args.force:
+        from statepump.eventhubs.send import partition_ids
+
+        ids = await partition_ids(**connection)
+        if len(ids) > 1:
+            # A key picks a partition by hash: on a hub of several, it may be one no pump reads.
+            raise ConfigError(
+                f"--partition-key: event hub {settings.resolved_eventhub()} has {len(ids)} partitions "
+                f"({', '.join(ids)}) and a key routes by hash, maybe to one the pump (partition "
+                f"{settings.partition}) never reads; send with --partition {settings.partition} instead, "
+                "or add --force to route by key anyway"
+            )
     sequences = await send_events(
         **connection,
         bodies=bodies,
@@ -364,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("events", nargs="*", metavar="JSON", help="events (default: JSON lines on stdin)")
     send.add_argument("--partition-key", default=None, help="route by this partition key instead of --partition")
     send.add_argument("--property", action="append", metavar="KEY=VALUE", help="application property (repeatable)")
+    send.add_argument(
+        "--force", action="store_true", help="with --partition-key: route by key even on a hub of several partitions"
+    )
     add_settings(send, "send")
 
     query = commands.add_parser("query", help="print the JSON value at PATH from a running sidecar")

@@ -108,6 +108,33 @@ async def send_events(
     return [found[i] for i in range(len(bodies))]
 
 
+async def partition_ids(
+    *,
+    connection_string: str | None = None,
+    fully_qualified_namespace: str | None = None,
+    credential: AsyncTokenCredential | None = None,
+    eventhub: str | None = None,
+    timeout: float = 60.0,
+) -> list[str]:
+    """The hub's partition ids (``statepump send`` checks where a partition key may route)."""
+    endpoint = HubEndpoint(
+        connection_string=connection_string,
+        fully_qualified_namespace=fully_qualified_namespace,
+        credential=credential,
+        eventhub=eventhub,
+    )
+    producer = endpoint.producer(retry_total=3)
+    try:
+        async with asyncio.timeout(timeout), producer:
+            return [str(p) for p in await producer.get_partition_ids()]
+    except TimeoutError:
+        raise HubError(f"{endpoint.describe()}: no answer within {timeout:g} s") from None
+    except EventHubError as exc:
+        raise HubError(f"{endpoint.describe()}: {endpoint.redact(first_line(exc))}") from None
+    finally:
+        await endpoint.close()
+
+
 async def _pack(
     producer: EventHubProducerClient,
     bodies: Sequence[bytes],

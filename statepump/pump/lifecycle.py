@@ -237,6 +237,8 @@ class Pump(Published[S]):
             "gap": {"first": ex.gap.expected, "last": ex.gap.last_missing} if ex.gap else None,
             "allow_gap": ex.allow_gap,
             "reconnects": int(getattr(ex.source, "reconnects", 0)),
+            # The hub's partitions this pump never reads: what is sent there is never applied.
+            "partitions_not_read": list(getattr(ex.source, "partitions_not_read", None) or ()),
             "reducer": {"name": ex.reducer.name, "version": ex.reducer.version},
             "fold_seconds_total": ex.fold_seconds_total,
             "fold_batches": ex.counts["fold_batches"],

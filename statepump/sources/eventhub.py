@@ -166,6 +166,8 @@ class EventHubSource:
         #: Events the hub sent again at or below the last delivered number, and dropped.
         self.duplicates_dropped = 0
         self._last_enqueued: tuple[int, datetime | None] | None = None
+        #: The hub's other partitions, which this source never reads (``None``: not asked yet).
+        self.partitions_not_read: tuple[str, ...] | None = None
         self._management: EventHubConsumerClient | None = None
         self._receivers: set[PartitionReceiver] = set()
         self._background: set[asyncio.Task[None]] = set()
@@ -229,6 +231,8 @@ class EventHubSource:
                 )
                 await asyncio.sleep(delay)
                 self.reconnects += 1
+        if self.partitions_not_read is None:
+            await self._check_partitions(self._management)
         last = int(props["last_enqueued_sequence_number"])
         first = int(props["beginning_sequence_number"])
         when = props.get("last_enqueued_time_utc")
@@ -239,6 +243,30 @@ class EventHubSource:
             when = when.replace(tzinfo=UTC)
         self._note_last((last, when))
         return PartitionBounds(first, last, when)
+
+    async def _check_partitions(self, management: EventHubConsumerClient) -> None:
+        """Once: warn when the hub has partitions this source never reads (what is sent there is never applied).
+
+        A configuration hub needs one partition, its one total order; with
+        more, an event routed by partition key may land where no pump reads.
+        """
+        try:
+            ids = [str(p) for p in await management.get_partition_ids()]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # only a warning is at stake: the next bounds() asks again
+            log.debug("%s: partition ids not read: %s", self._where(), self.endpoint.redact(first_line(exc)))
+            return
+        self.partitions_not_read = tuple(p for p in ids if p != self.partition)
+        if self.partitions_not_read:
+            log.warning(
+                "event hub %s has %d partitions; this pump reads only partition %s, so events sent to "
+                "partition %s (by partition key, or by the hub's choice) are never applied",
+                self.endpoint.eventhub,
+                len(ids),
+                self.partition,
+                ", ".join(self.partitions_not_read),
+            )
 
     def _next_delay(self, failures: int, first_failure: float, exc: BaseException) -> float:
         """The wait before the next retry, or :class:`HubUnreachable` when the budget is spent."""
