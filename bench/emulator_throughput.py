@@ -31,7 +31,7 @@ from azure.eventhub.aio import EventHubConsumerClient as AsyncConsumer
 from azure.eventhub.aio import EventHubProducerClient as AsyncProducer
 
 from devservices.emulator import EmulatorProcess
-from statepump.emulator import Emulator, server
+from statepump.emulator import Emulator, listener
 
 BODY = b'{"op":"set","path":"/feature/flags/alpha","value":true,"at":"2026-01-01T00:00:00Z"}'
 
@@ -126,8 +126,8 @@ def instrument(emulator: Emulator) -> list[float]:
     hub = emulator.hub
     assert hub is not None
     original_publish = hub.publish
-    original_data = server.AmqpClient.data_received
-    original_pump = server.AmqpClient._scheduled_pump
+    original_data = listener.AmqpClient.data_received
+    original_pump = listener.AmqpClient._scheduled_pump
 
     def publish(partition: str, events: Any) -> Any:
         records = original_publish(partition, events)
@@ -135,11 +135,11 @@ def instrument(emulator: Emulator) -> list[float]:
             arrived[(partition, record.sequence)] = current[0]
         return records
 
-    def data_received(self: server.AmqpClient, data: bytes) -> None:
+    def data_received(self: listener.AmqpClient, data: bytes) -> None:
         current[0] = time.perf_counter()
         original_data(self, data)
 
-    def scheduled_pump(self: server.AmqpClient) -> None:
+    def scheduled_pump(self: listener.AmqpClient) -> None:
         before = {id(c): c.next_sequence for c in self.consumers}
         original_pump(self)  # sends and writes to the socket
         now = time.perf_counter()
@@ -150,8 +150,8 @@ def instrument(emulator: Emulator) -> list[float]:
                     samples.append((now - start) * 1000)
 
     hub.publish = publish  # type: ignore[method-assign]
-    server.AmqpClient.data_received = data_received  # type: ignore[method-assign]
-    server.AmqpClient._scheduled_pump = scheduled_pump  # type: ignore[method-assign]
+    listener.AmqpClient.data_received = data_received  # type: ignore[method-assign]
+    listener.AmqpClient._scheduled_pump = scheduled_pump  # type: ignore[method-assign]
     return samples
 
 

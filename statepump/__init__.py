@@ -31,6 +31,7 @@ from statepump.core.configops import config
 from statepump.core.errors import (
     ConfigError,
     PoisonEventError,
+    Rejected,
     SequenceGapError,
     ServiceUnavailable,
     SnapshotCorrupt,
@@ -52,6 +53,7 @@ __all__ = [
     "Pump",
     "PumpFailed",
     "Reducer",
+    "Rejected",
     "SequenceGapError",
     "ServiceUnavailable",
     "SnapshotCorrupt",

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 from pyrsistent import PMap, PVector, freeze, pmap, pvector
 
+from statepump.core.errors import Rejected
 from statepump.core.events import Event
 from statepump.core.pyrsistent_internals import DELETED, map_set, map_update, small_pmap
 from statepump.core.reducer import Reducer
@@ -41,8 +42,21 @@ _PMAP_TYPE: type = type(pmap())
 Path = tuple[str | int, ...]
 
 
-class OperationError(ValueError):
-    """An event body is not a valid config operation; the message says why."""
+class OperationError(Rejected, ValueError):
+    """An event body is not a valid config operation; the message says why.
+
+    A :class:`~statepump.core.errors.Rejected`: the fold leaves the state as it
+    was and moves past the event, on every node alike.
+    """
+
+
+class UndecodableBody(ValueError):
+    """An event body is not JSON, or not a JSON object: not a config event at all.
+
+    Not a rejection but a *poison* event (the ``stop``/``skip`` policy
+    decides): such a body was most likely written by another producer or for
+    another reducer, which an operator must look at.
+    """
 
 
 def parse_path(raw: object) -> Path:
@@ -272,9 +286,9 @@ def decode_body(body: bytes) -> list[Mapping[str, Any]]:
     try:
         doc = _loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OperationError(f"event body is not valid JSON: {exc}") from None
+        raise UndecodableBody(f"event body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise OperationError(f"event body must be a JSON object, not {type(doc).__name__}")
+        raise UndecodableBody(f"event body must be a JSON object, not {type(doc).__name__}")
     if "ops" in doc:
         ops = doc["ops"]
         if not isinstance(ops, list) or not ops:

@@ -55,6 +55,30 @@ class SnapshotExists(StatepumpError):
     """A snapshot of that name already exists; stores never overwrite one."""
 
 
+class Rejected(StatepumpError):
+    """Raise it from a reducer to reject an event: a deterministic no-op, never a stop.
+
+    A rejected event leaves the state as it was and the version moves past it,
+    on every node alike, whatever the poison policy: use it for an event that
+    is understood but not allowed (an invalid operation, a failed
+    precondition). Any other exception from a reducer is a *poison* event,
+    for which the ``stop``/``skip`` policy decides. The message is the reason
+    that status, logs and ``GET /v1/events/{sequence}`` show, so it must be
+    deterministic (no times, no addresses).
+
+    >>> from pyrsistent import pmap
+    >>> from statepump import reducer
+    >>> @reducer("prices", 1)
+    ... def prices(state, event):
+    ...     price = float(event.body)
+    ...     if price <= 0:
+    ...         raise Rejected(f"price must be positive, not {price}")
+    ...     return state.set("price", price)
+    >>> str(Rejected("price must be positive, not -1.0"))
+    'price must be positive, not -1.0'
+    """
+
+
 class PoisonEventError(StatepumpError):
     """The reducer rejected an event; the state before it stays published."""
 

@@ -13,7 +13,13 @@ Rules, in the order they are checked for each event:
    in the batch are folded, then :class:`SequenceGapError` is raised with that
    partial result attached as ``error.result``, so nothing already applied is
    lost and nothing after the hole is applied.
-3. The reducer raises: a **poison** event. Reducers work on immutable values,
+3. The reducer raises :class:`~statepump.core.errors.Rejected`: a
+   **rejection** (an invalid ``config`` operation, a failed precondition, or
+   a custom reducer's own refusal). The event is a no-op: the state stays as
+   it was, the version moves past it, whatever the policy, and it is recorded
+   in ``result.rejected``. Rejections are deterministic, so every node that
+   folds the same log rejects the same events for the same reasons.
+4. The reducer raises anything else: a **poison** event. Reducers work on immutable values,
    so the state before the event is untouched by construction. Under the
    ``stop`` policy the fold ends there (``result.stopped``) and the caller keeps
    serving the last good version; under ``skip`` the event is recorded in
@@ -34,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
-from statepump.core.errors import SequenceGapError
+from statepump.core.errors import Rejected, SequenceGapError
 from statepump.core.events import Event, Version
 from statepump.core.reducer import Reducer, Transient
 
@@ -57,6 +63,14 @@ class Poisoned:
 
 
 @dataclass(frozen=True, slots=True)
+class Rejection:
+    """An event the reducer rejected (:class:`~statepump.core.errors.Rejected`): a no-op, and why."""
+
+    event: Event
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class FoldResult(Generic[S]):
     """What one call of :func:`fold` did."""
 
@@ -65,6 +79,7 @@ class FoldResult(Generic[S]):
     duplicates: int = 0
     skipped: tuple[Poisoned, ...] = ()
     stopped: Poisoned | None = None
+    rejected: tuple[Rejection, ...] = ()
 
 
 class FoldGap(SequenceGapError):
@@ -84,6 +99,7 @@ class Fed:
     skipped: tuple[Poisoned, ...] = ()
     stopped: Poisoned | None = None
     gap: tuple[int, int] | None = None
+    rejected: tuple[Rejection, ...] = ()
 
 
 class Folder(Generic[S]):
@@ -148,6 +164,7 @@ class Folder(Generic[S]):
         last, last_event = self._last, self._last_event
         applied = duplicates = 0
         skipped: list[Poisoned] = []
+        rejected: list[Rejection] = []
         stopped: Poisoned | None = None
         gap: tuple[int, int] | None = None
         apply = transient.apply
@@ -162,6 +179,8 @@ class Folder(Generic[S]):
                     break
                 try:
                     apply(event)
+                except Rejected as exc:  # deterministic: a no-op here and on every other node
+                    rejected.append(Rejection(event, str(exc)))
                 except Exception as exc:  # any reducer failure is a poison event, by design
                     poisoned = Poisoned.of(event, exc)
                     if self._policy == "stop":
@@ -174,7 +193,7 @@ class Folder(Generic[S]):
                 last, last_event = n, event
         finally:
             self._last, self._last_event = last, last_event
-        return Fed(applied, duplicates, tuple(skipped), stopped, gap)
+        return Fed(applied, duplicates, tuple(skipped), stopped, gap, tuple(rejected))
 
     def freeze(self, applied_at: datetime) -> Version[S]:
         """The version of everything folded so far (the same object when nothing was)."""
@@ -210,7 +229,9 @@ def fold(
     """
     folder = Folder(version, reducer, policy=policy)
     fed = folder.feed(events)
-    result = FoldResult(folder.freeze(applied_at), fed.applied, fed.duplicates, fed.skipped, fed.stopped)
+    result = FoldResult(
+        folder.freeze(applied_at), fed.applied, fed.duplicates, fed.skipped, fed.stopped, fed.rejected
+    )
     if fed.gap is not None:
         raise FoldGap(*fed.gap, result)  # type: ignore[arg-type]
     return result

@@ -23,6 +23,7 @@ StateQuery(segments=('a/b', 'c'), min_sequence=None, timeout=30.0)
 
 from __future__ import annotations
 
+import base64
 import enum
 import re
 from collections.abc import Iterable, Sequence
@@ -35,6 +36,7 @@ import httptools
 
 from statepump.core import statejson
 from statepump.core.events import Version
+from statepump.core.history import Entry, History
 
 #: Where ``statepump run`` listens unless told otherwise (relative to the working directory).
 DEFAULT_SOCKET_PATH: Final = Path(".statepump/statepump.sock")
@@ -225,6 +227,7 @@ class Endpoint(enum.Enum):
     READYZ = "readyz"
     METRICS = "metrics"
     WATCH = "watch"
+    EVENT = "event"
     OTHER = "other"
 
 
@@ -259,7 +262,14 @@ class Plain:
     endpoint: Endpoint
 
 
-Route = StateQuery | Watch | Plain
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """``GET /v1/events/{sequence}``: one recent event and its outcome."""
+
+    sequence: int
+
+
+Route = StateQuery | Watch | Plain | EventQuery
 
 _STATE_PREFIX: Final = b"/v1/state"
 _PLAIN: Final = {
@@ -301,11 +311,23 @@ def route(request: Request, limits: Limits) -> Route:
         _only(query, ("path",))
         # Empty segments are skipped, as the config reducer does with "a//b".
         return Watch(tuple(s for s in query.get("path", "").split("/") if s))
+    if path.startswith(_EVENT_PREFIX):  # /v1/events/{n}; the feed, /v1/events?after=N, is routed apart
+        _only(query, ())
+        return EventQuery(_sequence_segment(path[len(_EVENT_PREFIX) :]))
     endpoint = _PLAIN.get(path)
     if endpoint is None:
         raise HttpError(404, f"no such endpoint: {path}")
     _only(query, ())
     return Plain(endpoint)
+
+
+_EVENT_PREFIX: Final = "/v1/events/"
+
+
+def _sequence_segment(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        raise HttpError(400, f"/v1/events/{{sequence}} takes a non-negative integer, not {raw[:40]!r}")
+    return int(raw)
 
 
 def _decode(raw: bytes, what: str) -> str:
@@ -550,3 +572,67 @@ def sse_event(sequence: int, value: Any) -> bytes:
     exists = value is not statejson.MISSING
     body = statejson.encode({"sequence": sequence, "exists": exists, "value": value if exists else None})
     return b"id: %d\nevent: change\ndata: %s\n\n" % (sequence, body)
+
+
+def event_document(entry: Entry) -> dict[str, Any]:
+    """The JSON of one event of the ring, as ``GET /v1/events/{sequence}`` answers it.
+
+    The body is text when it is UTF-8, else base64 (``body_encoding`` says which).
+
+    >>> from datetime import datetime, timezone
+    >>> from statepump.core.events import Event
+    >>> e = Event("0", 7, "70", datetime(2026, 1, 1, tzinfo=timezone.utc), None, {"statepump-author": "ann"}, b"{}")
+    >>> doc = event_document(Entry(e, "rejected", "unknown op 'x'"))
+    >>> doc["outcome"], doc["reason"], doc["body"], doc["body_encoding"], doc["properties"]
+    ('rejected', "unknown op 'x'", '{}', 'utf-8', {'statepump-author': 'ann'})
+    """
+    event = entry.event
+    try:
+        body, encoding = event.body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        body, encoding = base64.b64encode(event.body).decode("ascii"), "base64"
+    return {
+        "sequence": event.sequence,
+        "partition": event.partition,
+        "offset": event.offset,
+        "outcome": entry.outcome,
+        "reason": entry.reason,
+        "enqueued_time": event.enqueued_time.isoformat(),
+        "partition_key": event.partition_key,
+        "properties": {str(k): _property_value(v) for k, v in event.properties.items()},
+        "body": body,
+        "body_encoding": encoding,
+    }
+
+
+def _property_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode("ascii")
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)  # AMQP's other types (a UUID, a timestamp): their text
+
+
+def event_response(history: History, query: EventQuery, request: Request) -> tuple[bytes, int]:
+    """The answer to ``GET /v1/events/{sequence}`` from the pump's ring: the event, or 404 naming what is kept.
+
+    >>> import json
+    >>> ring = History()
+    >>> ring.clear(at=4)
+    >>> encoded, status = event_response(ring, EventQuery(3), Request("GET", b""))
+    >>> status, json.loads(encoded.split(b"\\r\\n\\r\\n")[1])["error"]
+    (404, 'event 3 is not among the recent events kept (it keeps none yet)')
+    """
+    head = request.method == "HEAD"
+    entry = history.get(query.sequence)
+    if entry is None:
+        oldest, newest = history.oldest, history.newest
+        kept = f"it keeps {oldest}..{newest}" if oldest is not None else "it keeps none yet"
+        message = f"event {query.sequence} is not among the recent events kept ({kept})"
+        body = error_body(404, message, sequence=query.sequence, oldest=oldest, newest=newest)
+        return response(404, body, keep_alive=request.keep_alive, http10=request.http10, head=head), 404
+    body = statejson.encode(event_document(entry))
+    return response(200, body, keep_alive=request.keep_alive, http10=request.http10, head=head), 200

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pyrsistent import PMap, pmap
 
-from statepump.core.configops import OperationError
+from statepump.core.configops import OperationError, UndecodableBody
 from statepump.core.events import Event
 from statepump.core.reducer import Reducer
 
@@ -33,8 +33,13 @@ class MarkupUpdate:
     def from_body(cls, body: bytes) -> MarkupUpdate:
         try:
             doc = json.loads(body)
+        except ValueError as exc:  # not JSON at all: a poison event, for the policy to decide
+            raise UndecodableBody(f"a MarkupUpdate must be JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise UndecodableBody(f"a MarkupUpdate must be a JSON object, not {type(doc).__name__}")
+        try:
             kind, price = doc["type"], doc["price"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise OperationError(f"a MarkupUpdate needs a JSON object with 'type' and 'price': {exc}") from None
         if not isinstance(kind, str) or isinstance(price, bool) or not isinstance(price, int | float):
             raise OperationError("MarkupUpdate 'type' must be a string and 'price' a number")

@@ -43,8 +43,8 @@ from typing import Any, Generic, TypeVar
 from statepump.core import collector, plan
 from statepump.core.errors import SequenceGapError, ServiceUnavailable, StatepumpError
 from statepump.core.events import Event, PartitionBounds, Version
-from statepump.core.fold import Fed, Folder, FoldGap, FoldResult, Poisoned, PoisonPolicy
-from statepump.core.history import History
+from statepump.core.fold import Fed, Folder, FoldGap, FoldResult, Poisoned, PoisonPolicy, Rejection
+from statepump.core.history import History, Outcome
 from statepump.core.reducer import Reducer
 from statepump.pump.published import Publishing
 from statepump.sources import EventSource
@@ -115,11 +115,13 @@ class Executor(Generic[S]):
             "events_from_memory": 0,
             "duplicates_skipped": 0,
             "poison_events": 0,
+            "events_rejected": 0,
             "events_skipped_by_gap": 0,
             "fold_batches": 0,
         }
         self.fold_seconds_total = 0.0
         self.poisoned: list[Poisoned] = []  # the most recent poison events, newest last (bounded)
+        self.rejected: list[Rejection] = []  # the most recent rejected events, newest last (bounded)
         self.skipped_ranges: list[plan.Skipped] = []
         self.collector = collector.Collector(gc_interval)
 
@@ -346,11 +348,7 @@ class Executor(Generic[S]):
             self._folder_opened = started
         with collector.paused():
             fed = folder.feed(batch)
-        self.history.record(
-            batch,
-            through=folder.sequence,
-            outcomes={p.event.sequence: ("poisoned", p.error) for p in fed.skipped} if fed.skipped else None,
-        )
+        self.history.record(batch, through=folder.sequence, outcomes=_outcomes(fed))
         self._account(fed, origin)
         if (
             catching_up_to is None
@@ -362,7 +360,8 @@ class Executor(Generic[S]):
             self._publish_folded()
         self.fold_seconds_total += time.perf_counter() - started
         if fed.gap is not None:
-            raise FoldGap(*fed.gap, FoldResult(self.version, fed.applied, fed.duplicates, fed.skipped))  # type: ignore[arg-type]
+            partial = FoldResult(self.version, fed.applied, fed.duplicates, fed.skipped, rejected=fed.rejected)
+            raise FoldGap(*fed.gap, partial)  # type: ignore[arg-type]
         if fed.stopped is not None:
             self._poisoned(fed.stopped)
             raise _Stop
@@ -380,6 +379,11 @@ class Executor(Generic[S]):
         self.counts["fold_batches"] += 1
         self.counts[f"events_from_{origin}"] = self.counts.get(f"events_from_{origin}", 0) + fed.applied
         self.counts["duplicates_skipped"] += fed.duplicates
+        if fed.rejected:
+            self.counts["events_rejected"] += len(fed.rejected)
+            self.rejected = [*self.rejected[-100:], *fed.rejected[-100:]][-100:]
+            for rejection in fed.rejected:
+                log.warning("event %d rejected (state unchanged): %s", rejection.event.sequence, rejection.reason)
         for poisoned in fed.skipped:
             self._record_poison(poisoned)
             if self.dead_letter is not None:
@@ -398,6 +402,15 @@ class Executor(Generic[S]):
         )
         log.error("%s", problem)
         self._publisher.mark_not_ready("stopped by a poison event", problem)
+
+
+def _outcomes(fed: Fed) -> dict[int, tuple[Outcome, str]] | None:
+    """What the ring records beside "applied": the batch's rejected and poisoned events."""
+    if not fed.skipped and not fed.rejected:
+        return None
+    outcomes: dict[int, tuple[Outcome, str]] = {r.event.sequence: ("rejected", r.reason) for r in fed.rejected}
+    outcomes.update((p.event.sequence, ("poisoned", p.error)) for p in fed.skipped)
+    return outcomes
 
 
 @contextlib.asynccontextmanager

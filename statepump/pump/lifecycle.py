@@ -24,7 +24,7 @@ from typing_extensions import TypeVar
 from statepump.core import plan
 from statepump.core.configops import config
 from statepump.core.events import Version
-from statepump.core.fold import Poisoned, PoisonPolicy
+from statepump.core.fold import Poisoned, PoisonPolicy, Rejection
 from statepump.core.history import History
 from statepump.core.reducer import Reducer
 from statepump.pump.executor import CATCHUP_PUBLISH_INTERVAL, Executor
@@ -198,6 +198,11 @@ class Pump(Published[S]):
         return self._executor.poisoned
 
     @property
+    def rejected(self) -> list[Rejection]:
+        """The most recent rejected events (a no-op each, see :class:`statepump.Rejected`), newest last (bounded)."""
+        return self._executor.rejected
+
+    @property
     def skipped_ranges(self) -> list[plan.Skipped]:
         return self._executor.skipped_ranges
 
@@ -233,6 +238,10 @@ class Pump(Published[S]):
             "duplicates_skipped": ex.counts["duplicates_skipped"],
             "poison_events": ex.counts["poison_events"],
             "last_poison_event": ex.poisoned[-1].event.sequence if ex.poisoned else None,
+            "events_rejected": ex.counts["events_rejected"],
+            "last_rejected_event": (
+                {"sequence": ex.rejected[-1].event.sequence, "reason": ex.rejected[-1].reason} if ex.rejected else None
+            ),
             "events_skipped_by_gap": ex.counts["events_skipped_by_gap"],
             "gap": {"first": ex.gap.expected, "last": ex.gap.last_missing} if ex.gap else None,
             "allow_gap": ex.allow_gap,

@@ -154,7 +154,8 @@ class PumpCollector(Collector):
                 applied.add_metric([source], value)
         yield applied
         yield from counter("statepump_duplicates_skipped", "duplicates_skipped", "Redelivered events skipped.")
-        yield from counter("statepump_poison_events", "poison_events", "Events the reducer rejected.")
+        yield from counter("statepump_poison_events", "poison_events", "Events the reducer failed on (poison).")
+        yield from counter("statepump_events_rejected", "events_rejected", "Events rejected (a no-op).")
         yield from counter("statepump_reconnects", "reconnects", "Reconnections to the event source.")
         yield from counter("statepump_fold_seconds", "fold_seconds_total", "Seconds spent applying events.")
         yield from counter("statepump_fold_batches", "fold_batches", "Batches of events applied.")

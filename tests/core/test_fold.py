@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pyrsistent import pmap
 
 from statepump.core.configops import config
-from statepump.core.errors import SequenceGapError
+from statepump.core.errors import Rejected, SequenceGapError
 from statepump.core.events import Event, Version
 from statepump.core.fold import FoldGap, fold
 from statepump.core.reducer import Reducer
@@ -72,7 +72,8 @@ def test_a_gap_at_the_start_of_a_batch_applies_nothing() -> None:
     assert info.value.result.version is START
 
 
-POISON = b'{"op": "frobnicate", "path": "a"}'
+# Not JSON: a poison event (an invalid operation is a rejection, tested below).
+POISON = b'{"op": "set", "path": "a", "value": 1'
 
 
 def test_stop_policy_keeps_the_last_good_version_and_reports_the_poison_event() -> None:
@@ -86,7 +87,7 @@ def test_stop_policy_keeps_the_last_good_version_and_reports_the_poison_event() 
     assert dict(result.version.state) == {"a": 1}
     assert result.stopped is not None
     assert result.stopped.event.sequence == 1
-    assert "unknown op 'frobnicate'" in result.stopped.error
+    assert "not valid JSON" in result.stopped.error
 
 
 def test_skip_policy_records_the_poison_event_and_goes_on() -> None:
@@ -149,3 +150,58 @@ def test_poison_anywhere_in_an_in_order_batch_is_counted_as_in_any_other_batch(
         assert stop.version is START  # nothing moved: the identical version
     else:
         assert stop.version.enqueued_time == events[good_before - 1].enqueued_time
+
+
+# Rejections: a deterministic no-op whatever the policy, with and without the batch hook.
+INVALID = [
+    b'{"op": "frobnicate", "path": "a", "value": 1}',  # unknown op
+    b'{"op": "set", "value": 1}',  # no path
+    b'{"op": "set", "path": "a/b", "value": 1}',  # descends into the integer at a
+    b'{"ops": [{"op": "set", "path": "z", "value": 1}, {"op": "merge", "path": "z", "value": 2}]}',  # types
+]
+
+
+@pytest.mark.parametrize("reducer", [config, Reducer("per-event", 1, config.apply, config.initial)])
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+@pytest.mark.parametrize("body", INVALID)
+def test_an_invalid_operation_is_rejected_a_no_op_and_the_fold_goes_on(
+    reducer: Reducer[Any], policy: Any, body: bytes
+) -> None:
+    events = [event(0, b'{"op":"set","path":"a","value":1}'), event(1, body), event(2, GOOD)]
+    result = fold(START, events, reducer, applied_at=T0, policy=policy)
+    assert result.stopped is None and result.skipped == ()
+    assert [(r.event.sequence, bool(r.reason)) for r in result.rejected] == [(1, True)]
+    assert result.applied == 2 and result.version.sequence == 2
+    assert dict(result.version.state) == {"a": 1, "k": 1}  # nothing of event 1, not even half of its ops
+
+
+def test_a_custom_reducer_raising_rejected_is_rejected_and_anything_else_is_poison() -> None:
+    def prices(state: Any, e: Event) -> Any:
+        price = float(e.body)  # "x" raises ValueError: poison
+        if price <= 0:
+            raise Rejected(f"price must be positive, not {price:g}")
+        return state.set("price", price)
+
+    r: Reducer[Any] = Reducer("prices", 1, prices, pmap())
+    start = Version(r.initial, -1, None, "0")
+    result = fold(start, [event(0, b"2"), event(1, b"-1"), event(2, b"x"), event(3, b"3")], r, applied_at=T0)
+    assert [(x.event.sequence, x.reason) for x in result.rejected] == [(1, "price must be positive, not -1")]
+    assert result.stopped is not None and result.stopped.event.sequence == 2
+    assert result.version.sequence == 1 and dict(result.version.state) == {"price": 2.0}
+
+
+@given(st.lists(st.sampled_from([GOOD, *INVALID, POISON]), max_size=30), st.lists(st.integers(1, 7), max_size=8))
+@settings(max_examples=100, deadline=None)
+def test_rejections_are_the_same_however_the_events_are_batched(body_list: list[bytes], cuts: list[int]) -> None:
+    events = [event(i, b.replace(b'"k"', b'"k%d"' % i)) for i, b in enumerate(body_list)]
+    whole = fold(START, events, config, applied_at=T0, policy="skip")
+    rejected: list[tuple[int, str]] = []
+    version, i = START, 0
+    for n in [*cuts, len(events)]:
+        part = fold(version, events[i : i + n], config, applied_at=T0, policy="skip")
+        rejected += [(r.event.sequence, r.reason) for r in part.rejected]
+        version, i = part.version, i + n
+        if i >= len(events):
+            break
+    assert rejected == [(r.event.sequence, r.reason) for r in whole.rejected]
+    assert version.state == whole.version.state and version.sequence == whole.version.sequence

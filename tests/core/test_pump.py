@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -186,7 +187,7 @@ async def test_starts_from_the_snapshot_and_reads_only_the_events_after_it(tmp_p
 async def test_a_poison_event_stops_the_pump_and_the_last_good_version_is_served() -> None:
     source = MemorySource(max_wait=0.1)
     fill(source, 10)
-    source.append(b'{"op": "set", "path": "x"}')
+    source.append(b'{"op": "set", "path": "x"')  # not JSON: poison (an invalid op is a rejection)
     fill(source, 20, start=11)
     async with Pump[Any](source) as pump:
         await pump.wait_for(9, timeout=10)
@@ -195,8 +196,30 @@ async def test_a_poison_event_stops_the_pump_and_the_last_good_version_is_served
         assert pump.version.sequence == 9
         assert not pump.ready
         reason = pump.not_ready_reason or ""
-        assert "poison event 10" in reason and "has no 'value'" in reason
+        assert "poison event 10" in reason and "not valid JSON" in reason
         assert pump.status()["poison_events"] == 1
+
+
+async def test_a_rejected_event_is_a_no_op_counted_and_kept_in_the_ring_and_the_pump_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = MemorySource(max_wait=0.1)
+    fill(source, 10)
+    source.append(b'{"op": "set", "path": "x"}')  # no value: rejected
+    fill(source, 20, start=11)
+    with caplog.at_level(logging.WARNING, logger="statepump.pump"):
+        async with Pump[Any](source) as pump:  # the default policy, stop, is for poison only
+            await pump.wait_ready(timeout=10)
+            assert pump.version.sequence == 19 and pump.ready
+            expected = full_replay(20)
+            assert pump.state == expected.set("k", expected["k"].discard("10"))
+            status = pump.status()
+            entry = pump.history.get(10)
+    assert status["events_rejected"] == 1 and status["poison_events"] == 0
+    assert status["last_rejected_event"] == {"sequence": 10, "reason": "'set' at x has no 'value'"}
+    assert entry is not None and (entry.outcome, entry.reason) == ("rejected", "'set' at x has no 'value'")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["event 10 rejected (state unchanged): 'set' at x has no 'value'"]
 
 
 async def test_skip_policy_dead_letters_the_poison_event_and_goes_on(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pyrsistent import freeze, pmap
 
-from statepump.core.configops import OperationError, config
-from statepump.core.errors import ConfigError
+from statepump.core.configops import OperationError, UndecodableBody, config
+from statepump.core.errors import ConfigError, Rejected
 from statepump.core.markup import markup
 from statepump.core.reducer import load_reducer
 from tests.core.strategies import event
@@ -69,8 +69,6 @@ def test_deleting_what_is_not_there_is_a_no_op() -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"{not json", "not valid JSON"),
-        (b"[1, 2]", "must be a JSON object, not list"),
         (b'{"op": "set", "value": 1}', "has no 'path'"),
         (b'{"op": "set", "path": "a"}', "'set' at a has no 'value'"),
         (b'{"op": "set", "path": "", "value": 1}', "non-empty path"),
@@ -79,12 +77,26 @@ def test_deleting_what_is_not_there_is_a_no_op() -> None:
         (b'{"op": "merge", "path": "a", "value": 3}', "needs an object 'value'"),
         (b'{"op": "explode", "path": "a"}', "unknown op 'explode'"),
         (b'{"ops": []}', "non-empty list"),
+    ],
+)
+def test_invalid_operations_are_rejections_that_say_what_is_wrong(body: bytes, message: str) -> None:
+    with pytest.raises(OperationError, match=message) as info:
+        config(pmap(), event(0, body))
+    assert isinstance(info.value, Rejected)  # a deterministic no-op in the fold, not a poison event
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object, not list"),
         (b"\xff\xfe", "not valid JSON"),
     ],
 )
-def test_malformed_bodies_say_what_is_wrong(body: bytes, message: str) -> None:
-    with pytest.raises(OperationError, match=message):
+def test_bodies_that_are_not_json_objects_are_poison_not_rejections(body: bytes, message: str) -> None:
+    with pytest.raises(UndecodableBody, match=message) as info:
         config(pmap(), event(0, body))
+    assert not isinstance(info.value, Rejected)
 
 
 def test_descending_into_a_scalar_is_an_error_naming_the_path() -> None:
@@ -101,6 +113,8 @@ def test_markup_example_sets_and_removes_markups() -> None:
     assert s == pmap({"jeans": 0.1})
     with pytest.raises(OperationError, match="'type' and 'price'"):
         markup(s, event(3, b'{"type": "x"}'))
+    with pytest.raises(UndecodableBody, match="must be JSON"):
+        markup(s, event(3, b"{x"))
 
 
 def test_load_reducer_names_what_is_wrong() -> None:

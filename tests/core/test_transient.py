@@ -188,7 +188,7 @@ def test_a_folder_fed_in_pieces_and_frozen_anywhere_equals_one_fold(
             folder.feed(events)
 
 
-def test_poison_inside_an_ops_list_mid_batch_keeps_what_came_before() -> None:
+def test_an_invalid_op_inside_an_ops_list_mid_batch_rejects_the_whole_event_under_either_policy() -> None:
     events = events_from(
         [
             b'{"op": "set", "path": "a", "value": 1}',
@@ -198,10 +198,29 @@ def test_poison_inside_an_ops_list_mid_batch_keeps_what_came_before() -> None:
         ]
     )
     start: Version[Any] = Version(pmap({"z": 0}), -1, None, "0")
+    for policy in ("stop", "skip"):
+        result = fold(start, events, config, applied_at=T0, policy=policy)
+        assert result.version.sequence == 3 and result.stopped is None and result.skipped == ()
+        assert result.version.state == pmap({"a": 1, "d": 4})  # "b" from the rejected ops list is not there
+        assert [(r.event.sequence, r.reason) for r in result.rejected] == [
+            (2, "unknown op 'frobnicate' (expected 'set', 'delete' or 'merge')")
+        ]
+
+
+def test_poison_mid_batch_keeps_what_came_before() -> None:
+    events = events_from(
+        [
+            b'{"op": "set", "path": "a", "value": 1}',
+            b'{"op": "delete", "path": "z"}',
+            b'{"ops": [{"op": "set", "path": "b", "value": 2}',  # cut short: not JSON
+            b'{"op": "set", "path": "d", "value": 4}',
+        ]
+    )
+    start: Version[Any] = Version(pmap({"z": 0}), -1, None, "0")
     stopped = fold(start, events, config, applied_at=T0, policy="stop")
     assert stopped.version.sequence == 1
-    assert stopped.version.state == pmap({"a": 1})  # "b" from the failed ops list is not there
-    assert stopped.stopped is not None and "unknown op 'frobnicate'" in stopped.stopped.error
+    assert stopped.version.state == pmap({"a": 1})
+    assert stopped.stopped is not None and "not valid JSON" in stopped.stopped.error
     skipped = fold(start, events, config, applied_at=T0, policy="skip")
     assert skipped.version.sequence == 3
     assert skipped.version.state == pmap({"a": 1, "d": 4})

@@ -25,7 +25,8 @@ GOOD = b'{"op":"set","path":"a","value":1}'
 BIG_VALUE = "x" * 1_000_000
 BIG = json.dumps({"op": "set", "path": "big", "value": BIG_VALUE}).encode()
 NOT_JSON = b'{"op":"set","path":'
-UNKNOWN_OP = b'{"op":"frobnicate","path":"a"}'
+# JSON, but not an object: not a config event at all, so poison (an unknown op is a rejection).
+NOT_OBJECT = b'["frobnicate", "a"]'
 
 
 def readyz(car: Sidecar) -> tuple[int, dict[str, object]]:
@@ -35,8 +36,8 @@ def readyz(car: Sidecar) -> tuple[int, dict[str, object]]:
 
 @pytest.mark.parametrize(
     ("poison", "error"),
-    [(NOT_JSON, "JSON"), (UNKNOWN_OP, "frobnicate")],
-    ids=["invalid-json", "unknown-op"],
+    [(NOT_JSON, "JSON"), (NOT_OBJECT, "must be a JSON object")],
+    ids=["invalid-json", "not-an-object"],
 )
 def test_stop_policy_stops_reports_the_sequence_and_serves_the_last_good_version(
     emulator_process: Callable[..., EmulatorProcess], tmp_path: Path, poison: bytes, error: str
@@ -65,7 +66,7 @@ def test_skip_policy_records_each_poison_event_and_goes_on(
 ) -> None:
     hub = emulator_process(None)
     dead = tmp_path / "dead.jsonl"
-    send(hub.connection_string, [GOOD, NOT_JSON, UNKNOWN_OP, b'{"op":"set","path":"b","value":2}'])
+    send(hub.connection_string, [GOOD, NOT_JSON, NOT_OBJECT, b'{"op":"set","path":"b","value":2}'])
     flags = ["--connection-string", hub.connection_string, "--poison-policy", "skip", "--dead-letter", str(dead)]
     with Sidecar(flags, tmp_path) as car:
         status = car.wait_status(lambda s: s["ready"] and s["sequence"] == 3, "event 3 to be applied")
@@ -73,8 +74,8 @@ def test_skip_policy_records_each_poison_event_and_goes_on(
         assert car.state() == {"a": 1, "b": 2}
         records = [json.loads(line) for line in dead.read_text().splitlines()]
         assert [(r["partition"], r["sequence"]) for r in records] == [("0", 1), ("0", 2)]
-        assert [base64.b64decode(r["body_base64"]) for r in records] == [NOT_JSON, UNKNOWN_OP]
-        assert "JSON" in records[0]["error"] and "frobnicate" in records[1]["error"]
+        assert [base64.b64decode(r["body_base64"]) for r in records] == [NOT_JSON, NOT_OBJECT]
+        assert "JSON" in records[0]["error"] and "JSON object" in records[1]["error"]
         assert "poison event 1 skipped" in car.log() and "poison event 2 skipped" in car.log()
         assert car.terminate() == 0
 
@@ -120,7 +121,7 @@ async def test_skip_policy_records_poison_events_in_a_blob_container(
     emulator_process: Callable[..., EmulatorProcess], azurite: Azurite, blob_container: str, tmp_path: Path
 ) -> None:
     hub = emulator_process(None)
-    send(hub.connection_string, [GOOD, UNKNOWN_OP, b'{"op":"set","path":"b","value":2}'])
+    send(hub.connection_string, [GOOD, NOT_OBJECT, b'{"op":"set","path":"b","value":2}'])
     flags = ["--connection-string", hub.connection_string, "--poison-policy", "skip"]
     flags += ["--dead-letter-container", blob_container, "--storage-connection-string", azurite.connection_string]
     with Sidecar(flags, tmp_path) as car:
@@ -135,4 +136,4 @@ async def test_skip_policy_records_poison_events_in_a_blob_container(
         dead.close()
     assert names == ["dead-letter/0/00000000000000000001.json"]
     assert [(r["partition"], r["sequence"]) for r in records] == [("0", 1)]
-    assert base64.b64decode(records[0]["body_base64"]) == UNKNOWN_OP and "frobnicate" in records[0]["error"]
+    assert base64.b64decode(records[0]["body_base64"]) == NOT_OBJECT and "JSON object" in records[0]["error"]

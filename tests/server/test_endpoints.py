@@ -186,6 +186,34 @@ async def test_last_good_version_served_while_a_poison_event_stops_the_pump(
     assert header(state, "Statepump-Sequence") == "1"
 
 
+async def test_an_event_and_its_outcome_while_it_is_in_the_ring(
+    server: Server, source: MemorySource, pump: Pump[Any]
+) -> None:
+    assert server.socket_path is not None
+    rejected = await publish(source, pump, {"op": "frobnicate", "path": "some/key"})
+    binary = source.append(b"\xff\x00").sequence  # not UTF-8: poison, and the pump stops there
+    await _until(lambda: not pump.ready)
+    answer = json.loads(body_of(await raw_exchange(server.socket_path, get(f"/v1/events/{rejected}"))))
+    assert answer["outcome"] == "rejected" and answer["sequence"] == rejected == 2
+    assert answer["reason"] == "unknown op 'frobnicate' (expected 'set', 'delete' or 'merge')"
+    assert json.loads(answer["body"]) == {"op": "frobnicate", "path": "some/key"} and answer["body_encoding"] == "utf-8"
+    assert answer["enqueued_time"] and answer["properties"] == {}
+    applied = json.loads(body_of(await raw_exchange(server.socket_path, get("/v1/events/1"))))
+    assert (applied["outcome"], applied["reason"]) == ("applied", None)
+    status = json.loads(body_of(await raw_exchange(server.socket_path, get("/v1/status"))))
+    assert status["events_rejected"] == 1 and status["last_rejected_event"]["sequence"] == rejected
+    metrics = body_of(await raw_exchange(server.socket_path, get("/metrics"))).decode()
+    assert "statepump_events_rejected_total 1.0" in metrics
+    # The poison event stopped the fold before it: not in the ring; 404 names what is kept.
+    missing = await raw_exchange(server.socket_path, get(f"/v1/events/{binary}"))
+    assert status_of(missing) == 404
+    error = json.loads(body_of(missing))
+    assert error["error"] == "event 3 is not among the recent events kept (it keeps 0..2)"
+    assert (error["oldest"], error["newest"]) == (0, 2)
+    bad = await raw_exchange(server.socket_path, get("/v1/events/-1"))
+    assert status_of(bad) == 400 and "non-negative integer" in json.loads(body_of(bad))["error"]
+
+
 async def test_methods_other_than_get_and_head_are_405(server: Server) -> None:
     assert server.socket_path is not None
     for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
