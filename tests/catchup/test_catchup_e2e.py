@@ -226,3 +226,64 @@ async def test_e_retention_overtaking_capture_during_catch_up_is_an_exact_gap(wo
         assert pump.state == replay(3000)
     finally:
         await pump.stop()
+
+
+def mixed(i: int) -> bytes:
+    """Events with invalid operations among them: rejections, which every reader must decide alike."""
+    if i % 41 == 3:
+        return json.dumps({"op": "frobnicate", "path": ["k", str(i % 300)], "value": i}).encode()
+    if i % 53 == 7:
+        return json.dumps({"op": "merge", "path": ["k", str(i % 300)], "value": i}).encode()  # not an object
+    if i % 67 == 11:
+        return json.dumps(
+            {"ops": [{"op": "set", "path": ["k", "0"], "value": -i}, {"op": "bad", "path": "x"}]}
+        ).encode()
+    return body(i)
+
+
+async def test_f_hub_capture_and_snapshot_plus_replay_reach_identical_states_and_outcomes(world: World) -> None:
+    n = 4000
+    bodies = [mixed(i) for i in range(n)]
+    numbers = await send_events(
+        connection_string=world.emulator.connection_string, eventhub="hub", bodies=bodies, partition="0"
+    )
+    assert numbers == list(range(n))
+    await world.emulator.flush_capture()  # Capture holds 0..3999
+    events = [Event("0", i, str(i), T0, None, {}, b) for i, b in enumerate(bodies)]
+    expected = fold(initial_version(config, "0"), events, config, applied_at=T0)
+    rejected = {r.event.sequence: r.reason for r in expected.rejected}
+    assert len(rejected) > 100 and expected.skipped == ()
+
+    def outcomes(pump: Pump[Any], after: int) -> dict[int, str | None]:
+        return {e.sequence: e.reason for e in pump.history.after(after) if e.outcome != "applied"}
+
+    from_hub = make_pump(world.settings())  # no snapshot yet: the hub from 0
+    status = await run_until_ready(from_hub)
+    assert status["events_from_capture"] == 0 and status["events_rejected"] == len(rejected)
+    # A snapshot at 1000 (written from the fold above), then replay from the hub.
+    at_1000 = fold(initial_version(config, "0"), events[:1001], config, applied_at=T0).version
+    store = BlobStore.from_connection_string(world.azurite.connection_string, world.container, "hub", "0")
+    async with store:
+        await write_snapshot(store, at_1000, config, eventhub="hub", events_folded=1001)
+    from_snapshot = make_pump(world.settings())
+    status = await run_until_ready(from_snapshot)
+    assert status["snapshot_sequence"] == 1000
+    assert status["events_rejected"] == sum(1 for s in rejected if s > 1000)
+    # Capture: with the hub's retention past everything but the last events and the snapshot gone.
+    store = BlobStore.from_connection_string(world.azurite.connection_string, world.container, "hub", "0")
+    async with store:
+        for ref in await store.list():
+            await store.delete(ref)
+    world.emulator.expire("0", 3500)
+    from_capture = make_pump(world.settings())
+    status = await run_until_ready(from_capture)
+    assert status["events_from_capture"] > 3000 and status["events_from_hub"] < 500
+    assert status["events_from_capture"] + status["events_from_hub"] + status["events_rejected"] == n
+    assert status["events_rejected"] == len(rejected)
+
+    for pump in (from_hub, from_snapshot, from_capture):
+        assert pump.version.sequence == n - 1
+        assert pump.state == expected.version.state
+    assert outcomes(from_hub, -1) == outcomes(from_capture, -1) == rejected
+    assert outcomes(from_snapshot, 1000) == {s: r for s, r in rejected.items() if s > 1000}
+    assert {from_hub.history.get(s).outcome for s in rejected} == {"rejected"}  # type: ignore[union-attr]
