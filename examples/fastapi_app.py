@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, cast
 
@@ -34,13 +34,13 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from examples.pricing import NoPrice, PricingError, quote_from
-from examples.protocol import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, SEQUENCE_HEADER
+from examples.protocol import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, SEQUENCE_HEADER, refusal
 from examples.pump_settings import hub_settings
 from statepump.components import make_pump
 from statepump.core.errors import ConfigError
 from statepump.core.events import Version
 from statepump.core.statejson import MISSING, encode, walk
-from statepump.pump import Pump
+from statepump.pump import Pump, PumpFailed
 from statepump.settings import Settings
 
 log = logging.getLogger("examples.fastapi_app")
@@ -97,14 +97,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             try:
                 await pump.wait_ready(timeout=ready_timeout())
-            except TimeoutError:
-                log.warning("statepump not ready yet (%s); serving, /readyz answers 503", pump.not_ready_reason)
+            except (TimeoutError, PumpFailed):
+                # Served anyway: /readyz and every read answer 503 with the reason, which a probe can see.
+                log.warning("statepump not ready (%s); serving, /readyz answers 503", pump.not_ready_reason)
             app.state.pump = pump
             yield
         finally:
             await pump.stop()
 
     app = FastAPI(title="statepump FastAPI example", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def refuse_while_unusable(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        pump = getattr(request.app.state, "pump", None)
+        reason = None if pump is None or request.url.path == "/readyz" else refusal(pump)
+        if reason is not None:
+            return _json({"error": f"not ready: {reason}", "reason": reason}, 503)
+        return await call_next(request)
 
     @app.get("/config/{path:path}")
     async def config_value(

@@ -29,7 +29,7 @@ from typing import Any
 from flask import Flask, Response, request
 
 from examples.pricing import NoPrice, PricingError, quote_from
-from examples.protocol import SEQUENCE_HEADER, BadQuery, wait_arguments
+from examples.protocol import SEQUENCE_HEADER, BadQuery, refusal, wait_arguments
 from examples.pump_settings import hub_settings
 from statepump.components import make_pump
 from statepump.core.events import Version
@@ -61,6 +61,15 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app = Flask(__name__)
     app.extensions["statepump"] = pump
+
+    @app.before_request
+    def refuse_while_unusable() -> Response | None:
+        if request.path == "/readyz":
+            return None
+        reason = refusal(pump)
+        if reason is None:
+            return None
+        return _json({"error": f"not ready: {reason}", "reason": reason}, 503)
 
     @app.get("/config/", defaults={"path": ""})
     @app.get("/config/<path:path>")

@@ -14,6 +14,7 @@ wait until event ``N`` is applied: a writer gets ``N`` back from
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, Protocol
 
 #: The response header naming the sequence number of the version an answer was read from.
 SEQUENCE_HEADER = "Statepump-Sequence"
@@ -21,6 +22,36 @@ SEQUENCE_HEADER = "Statepump-Sequence"
 #: A waiting request holds a server thread (Flask) or a worker (gunicorn), so waits are bounded.
 MAX_WAIT_SECONDS = 30.0
 DEFAULT_WAIT_SECONDS = 5.0
+
+
+class _Readiness(Protocol):
+    @property
+    def failure(self) -> BaseException | None: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def not_ready_reason(self) -> str | None: ...
+
+    @property
+    def version(self) -> Any: ...
+
+
+def refusal(pump: _Readiness) -> str | None:
+    """Why the app must not answer from the state now (a 503 with this reason), or ``None``.
+
+    The rule of the sidecar's socket API: the last good version is served
+    while the pump catches up or is stopped by a poison event or a gap (it is
+    exactly the fold of events 0..N, and the answer names N). Refused are a
+    pump that stopped for good (its state may not belong to this hub at all:
+    a snapshot ahead of the hub) and one that has nothing loaded yet.
+    """
+    if pump.failure is not None:
+        return pump.not_ready_reason or f"the pump stopped: {pump.failure}"
+    if not pump.ready and pump.version.sequence < 0:
+        return pump.not_ready_reason or "the pump has not loaded any state yet"
+    return None
 
 
 class BadQuery(ValueError):
