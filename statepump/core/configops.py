@@ -7,8 +7,22 @@ reads each event body as one operation or an atomic list of them::
     {"op": "delete", "path": "markup/tshirt"}
     {"op": "merge", "path": ["limits"], "value": {"rps": 10}}
     {"ops": [ ...several of the above, applied atomically as one event... ]}
+    {"ops": [{"op": "test", "path": "markup/tshirt", "value": 0.02},
+             {"op": "set", "path": "markup/tshirt", "value": 0.03}]}
 
 Paths are lists or ``a/b/c`` strings; integer segments index into lists.
+
+Outcomes. An event whose operations are all valid is *applied*; any invalid
+operation (unknown op, no path, a bad index, a type that does not fit) or a
+failed ``test`` makes the whole event *rejected*: :class:`OperationError`, a
+:class:`~statepump.core.errors.Rejected`, so the fold leaves the state as it
+was, on every node alike. ``test`` is JSON Patch's (RFC 6902): it changes
+nothing and passes only when the value at its path equals ``value`` (numbers
+by value, ``1`` equals ``1.0`` but not ``true``; a missing path equals
+nothing), evaluated after the operations before it in the same ``ops``. That
+is how a writer says "only if it is still what I saw" (``statepump set
+--expect``). A body that is not a JSON object at all is not a config event:
+:class:`UndecodableBody`, a *poison* event.
 The fold's hot path (one ``set`` of a top-level key) and the batch hook
 (:class:`_ConfigTransient`) update the map through
 :mod:`statepump.core.pyrsistent_internals`.
@@ -29,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from pyrsistent import PMap, PVector, freeze, pmap, pvector
+from pyrsistent import PMap, PVector, freeze, pmap, pvector, thaw
 
 from statepump.core.errors import Rejected
 from statepump.core.events import Event
@@ -209,6 +223,49 @@ def _get_in(node: object, path: Path) -> object:
     return node
 
 
+_ABSENT: Any = object()
+
+
+def _lookup(node: object, path: Path) -> object:
+    """The value at ``path``, or ``_ABSENT`` (unlike :func:`_get_in`, a stored ``null`` is not absent)."""
+    for seg in path:
+        if isinstance(node, PMap):
+            node = node.get(seg, _ABSENT)
+        elif isinstance(node, PVector):
+            index = _index(node, seg, path, allow_append=False)
+            node = node[index] if index < len(node) else _ABSENT
+        else:
+            return _ABSENT
+        if node is _ABSENT:
+            return _ABSENT
+    return node
+
+
+def same_json(a: object, b: object) -> bool:
+    """JSON equality (RFC 6902's ``test``), for frozen or plain values alike.
+
+    >>> same_json(freeze({"a": [1, 2.0]}), {"a": [1.0, 2]}), same_json(1, True), same_json(None, False)
+    (True, False, False)
+    """
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, str) or isinstance(b, str) or a is None or b is None:
+        return type(a) is type(b) and a == b
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return len(a) == len(b) and all(k in b and same_json(v, b[k]) for k, v in a.items())
+    if isinstance(a, Sequence) and isinstance(b, Sequence):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    return False
+
+
+def _show(value: object, limit: int = 200) -> str:
+    """A value as JSON in a reason: short, and the same text on every node."""
+    text = json.dumps(thaw(value), sort_keys=True, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def apply_op(state: PMap[Any, Any], op: Mapping[str, Any]) -> PMap[Any, Any]:
     """Apply one decoded config operation (``{"op": ..., "path": ..., "value": ...}``).
 
@@ -231,6 +288,14 @@ def apply_op(state: PMap[Any, Any], op: Mapping[str, Any]) -> PMap[Any, Any]:
         if not path:
             raise OperationError("'delete' needs a non-empty path")
         result = _delete_in(state, path, path)
+    elif kind == "test":
+        if "value" not in op:
+            raise OperationError(f"'test' at {_describe(path)} has no 'value'")
+        current = _lookup(state, path)
+        if current is _ABSENT or not same_json(current, op["value"]):
+            found = "nothing (no value there)" if current is _ABSENT else _show(current)
+            raise OperationError(f"test failed at {_describe(path)}: {_show(op['value'])} != {found}")
+        result = state
     elif kind == "merge":
         value = freeze(op.get("value"))
         if not isinstance(value, PMap):
@@ -239,7 +304,7 @@ def apply_op(state: PMap[Any, Any], op: Mapping[str, Any]) -> PMap[Any, Any]:
         merged = _merge(current if isinstance(current, PMap) else pmap(), value)
         result = merged if not path else _set_in(state, path, merged, path)
     else:
-        raise OperationError(f"unknown op {kind!r} (expected 'set', 'delete' or 'merge')")
+        raise OperationError(f"unknown op {kind!r} (expected 'set', 'delete', 'merge' or 'test')")
     if not isinstance(result, PMap):
         raise OperationError("the root of the state must stay an object")
     return result

@@ -132,3 +132,51 @@ def test_a_plain_function_becomes_a_reducer_with_its_version() -> None:
     r = load_reducer("tests.core.custom_reducer:count")
     assert r.identity == "tests.core.custom_reducer:count@3"
     assert r(r.initial, event(0, b"")) == pmap({"n": 1})
+
+
+# --- test: JSON Patch's precondition -------------------------------------------------------------
+
+
+def _body(*ops: dict[str, Any]) -> bytes:
+    return json.dumps({"ops": list(ops)}).encode()
+
+
+def test_a_passing_test_lets_the_ops_after_it_apply() -> None:
+    s = apply({"op": "set", "path": "markup/tshirt", "value": 0.02})
+    t = config(s, event(1, _body({"op": "test", "path": "markup/tshirt", "value": 0.02}, SET_3)))
+    assert t["markup"]["tshirt"] == 0.03
+
+
+SET_3 = {"op": "set", "path": "markup/tshirt", "value": 0.03}
+
+
+@pytest.mark.parametrize(
+    ("expected", "reason"),
+    [
+        (0.05, "test failed at markup/tshirt: 0.05 != 0.02"),
+        ("0.02", 'test failed at markup/tshirt: "0.02" != 0.02'),
+        (True, "test failed at markup/tshirt: true != 0.02"),
+    ],
+)
+def test_a_failing_test_rejects_the_whole_event_naming_both_values(expected: Any, reason: str) -> None:
+    s = apply({"op": "set", "path": "markup/tshirt", "value": 0.02})
+    with pytest.raises(OperationError) as info:
+        config(s, event(1, _body({"op": "test", "path": "markup/tshirt", "value": expected}, SET_3)))
+    assert str(info.value) == reason and isinstance(info.value, Rejected)
+
+
+def test_test_compares_as_json_and_tells_null_from_missing() -> None:
+    s = apply({"op": "set", "path": "a", "value": {"n": 1, "l": [1, None, {"b": True}]}})
+    config(s, event(1, _body({"op": "test", "path": "a", "value": {"l": [1.0, None, {"b": True}], "n": 1}})))
+    config(s, event(1, _body({"op": "test", "path": "a/l/1", "value": None})))
+    with pytest.raises(OperationError, match=r"test failed at a/x: null != nothing \(no value there\)"):
+        config(s, event(1, _body({"op": "test", "path": "a/x", "value": None})))
+    with pytest.raises(OperationError, match="test failed at a/n: true != 1"):
+        config(s, event(1, _body({"op": "test", "path": "a/n", "value": True})))
+    with pytest.raises(OperationError, match="'test' at a has no 'value'"):
+        config(s, event(1, _body({"op": "test", "path": "a"})))
+
+
+def test_a_test_sees_the_ops_before_it_in_the_same_event() -> None:
+    ops = _body({"op": "set", "path": "a", "value": 2}, {"op": "test", "path": "a", "value": 2})
+    assert config(pmap({"a": 1}), event(1, ops)) == pmap({"a": 2})

@@ -44,10 +44,14 @@ def _op(kind: str, path: object, value: Any) -> dict[str, Any]:
         return {"op": "merge", "path": path, "value": {"m": value}}
     if kind == "bad":
         return {"op": "frobnicate", "path": path}
+    if kind == "test":  # passes when the path holds this value, else rejects the event
+        return {"op": "test", "path": path, "value": value}
     return {"op": "set", "path": path, "value": value}
 
 
-ops = st.builds(_op, st.sampled_from(["set", "set", "set", "delete", "delete", "merge", "bad"]), paths, json_values)
+ops = st.builds(
+    _op, st.sampled_from(["set", "set", "set", "delete", "delete", "merge", "bad", "test"]), paths, json_values
+)
 poison = st.sampled_from(
     [
         b"not json",
@@ -203,7 +207,7 @@ def test_an_invalid_op_inside_an_ops_list_mid_batch_rejects_the_whole_event_unde
         assert result.version.sequence == 3 and result.stopped is None and result.skipped == ()
         assert result.version.state == pmap({"a": 1, "d": 4})  # "b" from the rejected ops list is not there
         assert [(r.event.sequence, r.reason) for r in result.rejected] == [
-            (2, "unknown op 'frobnicate' (expected 'set', 'delete' or 'merge')")
+            (2, "unknown op 'frobnicate' (expected 'set', 'delete', 'merge' or 'test')")
         ]
 
 

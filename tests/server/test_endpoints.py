@@ -195,7 +195,7 @@ async def test_an_event_and_its_outcome_while_it_is_in_the_ring(
     await _until(lambda: not pump.ready)
     answer = json.loads(body_of(await raw_exchange(server.socket_path, get(f"/v1/events/{rejected}"))))
     assert answer["outcome"] == "rejected" and answer["sequence"] == rejected == 2
-    assert answer["reason"] == "unknown op 'frobnicate' (expected 'set', 'delete' or 'merge')"
+    assert answer["reason"] == "unknown op 'frobnicate' (expected 'set', 'delete', 'merge' or 'test')"
     assert json.loads(answer["body"]) == {"op": "frobnicate", "path": "some/key"} and answer["body_encoding"] == "utf-8"
     assert answer["enqueued_time"] and answer["properties"] == {}
     applied = json.loads(body_of(await raw_exchange(server.socket_path, get("/v1/events/1"))))
