@@ -308,7 +308,7 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
 # --- snapshot inspect ----------------------------------------------------------------
 
 
-def _inspect(path: Path) -> int:
+def _inspect(path: Path, *, show_state: str | None = None, compact: bool = False) -> int:
     from pyrsistent import PMap, PSet, PVector
 
     from statepump.core import codec
@@ -323,6 +323,11 @@ def _inspect(path: Path) -> int:
     except SnapshotCorrupt as exc:
         print(f"statepump snapshot inspect: {path}: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+    if show_state is not None:
+        from statepump.historycommands import inspect_state
+
+        return inspect_state(state, show_state, compact=compact)
 
     def count(node: object) -> tuple[int, int]:
         """(containers, leaves) below ``node``."""
@@ -386,11 +391,60 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--min-sequence", type=int, default=None, help="wait until this event is applied")
     query.add_argument("--timeout", type=float, default=None, help="seconds to wait for --min-sequence")
     query.add_argument("--compact", action="store_true", help="print on one line (default: indented; keys sorted)")
+    past = query.add_mutually_exclusive_group()
+    past.add_argument(
+        "--at-sequence",
+        type=int,
+        default=None,
+        metavar="N",
+        help="no sidecar: rebuild the state at event N from the newest snapshot at or before N plus the events "
+        "after it (Capture, then the hub), as `statepump run` would; needs the run's hub and snapshot settings",
+    )
+    past.add_argument(
+        "--at-time",
+        default=None,
+        metavar="ISO",
+        help="no sidecar: the state after the last event enqueued at or before this time (e.g. 2026-01-01T12:00:00Z)",
+    )
     add_settings(query, "query")
 
     health = commands.add_parser("health", help="exit 0 when the sidecar is alive (with --ready: and caught up)")
     health.add_argument("--ready", action="store_true", help="check readiness instead of liveness")
     add_settings(health, "health")
+
+    log = commands.add_parser(
+        "log",
+        help="print the recent changes to PATH from a running sidecar (who, when, what, outcome)",
+        description="The sidecar's recent events that touched PATH (at it, below it or above it), oldest first: "
+        "sequence, enqueued time, author (the statepump-author property), outcome, operations. Only what the "
+        "sidecar's ring keeps (--history); older ones: `statepump diff` or `query --at-sequence`.",
+    )
+    log.add_argument("path", nargs="?", default="", metavar="PATH", help="e.g. markup (default: every change)")
+    log.add_argument("--limit", type=int, default=20, help="how many recent changes to print [default: 20]")
+    log.add_argument("--follow", "-f", action="store_true", help="then print each new change until Ctrl-C")
+    log.add_argument("--json", dest="log_json", action="store_true", help="one JSON object a line, as /v1/history")
+    add_settings(log, "log")
+
+    watch = commands.add_parser(
+        "watch",
+        help="print one JSON line per change of the value at PATH, until Ctrl-C (reconnects)",
+        description="Follows /v1/watch: the current value first, then each change, as "
+        '{"sequence": N, "path": PATH, "value": ...} (null when deleted). Reconnects when the sidecar restarts.',
+    )
+    watch.add_argument("path", nargs="?", default="", metavar="PATH", help="e.g. markup/tshirt")
+    add_settings(watch, "watch")
+
+    diff = commands.add_parser(
+        "diff",
+        help="print what changed at PATH between two sequence numbers (offline, no sidecar)",
+        description="Rebuilds the states at --from and --to as `query --at-sequence` does and prints the added "
+        "(+), removed (-) and changed (~) paths with old and new values.",
+    )
+    diff.add_argument("path", nargs="?", default="", metavar="PATH", help="e.g. markup (default: everything)")
+    diff.add_argument("--from", dest="start", type=int, required=True, metavar="N", help="the older sequence number")
+    diff.add_argument("--to", dest="end", type=int, required=True, metavar="M", help="the newer sequence number")
+    diff.add_argument("--json", dest="diff_json", action="store_true", help="print one JSON object (for scripts)")
+    add_settings(diff, "diff")
 
     emulator = commands.add_parser("emulator", help="run the local Event Hubs emulator")
     add_settings(emulator, "emulator")
@@ -399,6 +453,15 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot_commands = snapshot.add_subparsers(dest="snapshot_command", required=True, metavar="SUBCOMMAND")
     inspect = snapshot_commands.add_parser("inspect", help="print a snapshot's metadata and a summary of its state")
     inspect.add_argument("file", type=Path)
+    inspect.add_argument(
+        "--state",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="print the state (or the value at PATH) as JSON instead of the summary",
+    )
+    inspect.add_argument("--compact", dest="inspect_compact", action="store_true", help="with --state: one line")
     return parser
 
 
@@ -433,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(parser, argv)
     command: str = args.command
     if command == "snapshot":
-        return _inspect(args.file)
+        return _inspect(args.file, show_state=args.state, compact=args.inspect_compact)
     try:
         settings = settings_from(args, command)
         args.given = {n for n in COMMAND_FIELDS[command] if getattr(args, n, None) is not None}
@@ -442,6 +505,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(settings))
         if command == "send":
             return asyncio.run(_send(settings, args))
+        if command == "query" and (args.at_sequence is not None or args.at_time is not None):
+            from statepump.historycommands import query_at_command
+
+            return query_at_command(
+                settings, args.path, at_sequence=args.at_sequence, at_time=args.at_time, compact=args.compact
+            )
+        if command in ("log", "watch", "diff"):
+            from statepump import historycommands
+
+            if command == "log":
+                return historycommands.log_command(
+                    settings.socket_path, args.path, limit=args.limit, follow=args.follow, as_json=args.log_json
+                )
+            if command == "watch":
+                return historycommands.watch_command(settings.socket_path, args.path)
+            return historycommands.diff_command(settings, args.start, args.end, args.path, as_json=args.diff_json)
         if command == "query":
             from statepump.clientcommands import query_command
 

@@ -179,6 +179,26 @@ class Client:
         decoded: dict[str, Any] = json.loads(body)
         return decoded
 
+    def history(
+        self, path: PathLike = "", *, limit: int = 100, before: int | None = None, after: int | None = None
+    ) -> dict[str, Any]:
+        """``/v1/history``: the recent changes that touched ``path``, newest first (see the README)."""
+        query = {"path": "/".join(segments_of(path)), "limit": limit, "before": before, "after": after}
+        return self._document(b"/v1/history?" + _encode_query(query), "/".join(segments_of(path)))
+
+    def diff(self, start: int, end: int, path: PathLike = "") -> dict[str, Any]:
+        """``/v1/diff``: what changed at or below ``path`` from the state at ``start`` to the one at ``end``."""
+        query = {"from": start, "to": end, "path": "/".join(segments_of(path))}
+        return self._document(b"/v1/diff?" + _encode_query(query), "/".join(segments_of(path)))
+
+    def _document(self, target: bytes, path: str) -> dict[str, Any]:
+        result = self._exchange(target)
+        body = b"".join(result.body)
+        if result.status != 200:
+            raise_for(result.status, body, path)
+        decoded: dict[str, Any] = json.loads(body)
+        return decoded
+
     def alive(self) -> bool:
         """Whether the sidecar answers ``/healthz`` with 200 (the liveness probe)."""
         return self._exchange(b"/healthz").status == 200
@@ -216,6 +236,13 @@ class Client:
                 yield from answer.feed(data)
         finally:
             sock.close()
+
+
+def _encode_query(params: dict[str, Any]) -> bytes:
+    """A query string of the parameters that are set (``None`` and ``""`` are left out)."""
+    from urllib.parse import urlencode
+
+    return urlencode({k: v for k, v in params.items() if v is not None and v != ""}).encode("ascii")
 
 
 # ------------------------------------------------------------- asyncio

@@ -401,7 +401,11 @@ STORAGE = (
 COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "run": (*COMMON, *STORAGE, "socket", "socket_group", "listen", "listen_any"),
     "send": COMMON,
-    "query": ("config", "socket", "data_dir", "log_level"),
+    # query's hub and store settings are for --at-sequence/--at-time, which rebuild a state offline.
+    "query": tuple(dict.fromkeys(("config", "socket", "data_dir", "log_level", *COMMON, *STORAGE))),
+    "log": ("config", "socket", "data_dir", "log_level"),
+    "watch": ("config", "socket", "data_dir", "log_level"),
+    "diff": (*COMMON, *STORAGE),
     "health": ("config", "socket", "data_dir", "log_level"),
     "emulator": (
         "config",

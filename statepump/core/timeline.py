@@ -175,15 +175,19 @@ def history(
     *,
     limit: int = 100,
     before: int | None = None,
+    after: int | None = None,
 ) -> list[Entry]:
     """The ring's entries that touched ``path`` (all of them for the root), newest first, below ``before``.
 
+    Only entries after ``after`` when given (what ``statepump log --follow`` has not seen yet).
     An entry whose paths the reducer cannot name matches only the root.
     """
     out: list[Entry] = []
     if limit <= 0:
         return out
     for entry in ring.newest_first(before=before):
+        if after is not None and entry.sequence <= after:
+            break
         if path:
             paths = changes.event_paths(reducer, entry.event)
             if paths is None or not changes.touches(paths, path):
@@ -204,9 +208,17 @@ class Page:
     more: bool  # older matching entries may exist in the ring (ask again with before=<the last sequence>)
 
 
-def page(ring: History, reducer: Reducer[Any], path: Sequence[str], *, limit: int, before: int | None) -> Page:
+def page(
+    ring: History,
+    reducer: Reducer[Any],
+    path: Sequence[str],
+    *,
+    limit: int,
+    before: int | None,
+    after: int | None = None,
+) -> Page:
     """:func:`history`, asking for one more entry to tell whether there are more."""
-    found = history(ring, reducer, path, limit=limit + 1, before=before)
+    found = history(ring, reducer, path, limit=limit + 1, before=before, after=after)
     return Page(found[:limit], ring.oldest, ring.newest, len(found) > limit)
 
 

@@ -126,13 +126,14 @@ class Explorer:
         return encoded, 200, label
 
     def _history(self, query: dict[str, str]) -> bytes:
-        _only(query, ("path", "limit", "before"))
+        _only(query, ("path", "limit", "before", "after"))
         path = changes.split(query.get("path", ""))
         limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         assert limit is not None
         before = _int(query, "before", None, 0, None)
+        after = _int(query, "after", None, -1, None)
         reducer = self.pump.reducer
-        found = timeline.page(self.history, reducer, path, limit=limit, before=before)
+        found = timeline.page(self.history, reducer, path, limit=limit, before=before, after=after)
         document = {
             "path": changes.render(path),
             "entries": [timeline.entry_json(e, reducer) for e in found.entries],
