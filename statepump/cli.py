@@ -187,14 +187,16 @@ def _where(settings: Settings) -> str:
 
 
 async def _say_readiness(pump: Any, where: str) -> None:
-    """One plain line each time the sidecar becomes ready, and each time it stops being ready (with why)."""
+    """One plain line each time the sidecar becomes ready.
+
+    Losing readiness needs no line here: the pump logs each cause once, as
+    ``not serving as ready: <why>`` (poison event, gap, outage, upstream).
+    """
     was_ready = False
     while True:
         changed = pump.readiness_change()  # registered before the read: no change falls in between
         if pump.ready and not was_ready:
             log.info("ready: serving sequence %d on %s", pump.version.sequence, where)
-        elif was_ready and not pump.ready:
-            log.warning("not ready any more: %s", pump.not_ready_reason)
         was_ready = pump.ready
         await changed
 

@@ -244,8 +244,7 @@ class Executor(Generic[S]):
             self.store, self.reducer, eventhub=self.eventhub, partition=self.partition, hmac_key=self.hmac_key
         )
         self.loaded = loaded
-        for rejected in loaded.rejected:
-            log.warning("snapshot %s skipped: %s", rejected.ref.name, rejected.reason)
+        # A rejected snapshot is logged once, with its reason, by load_latest ("snapshot ... not used").
         if loaded.meta is None:
             log.info("no usable snapshot in %s: starting from the reducer's initial state", self.store.description)
         else:
@@ -400,7 +399,7 @@ class Executor(Generic[S]):
             f"poison event {poisoned.event.sequence} on partition {poisoned.event.partition}: {poisoned.error}; "
             f"serving sequence {self.version.sequence} (policy stop)"
         )
-        log.error("%s", problem)
+        log.error("not serving as ready: %s", problem)  # the words of every line that ends readiness
         self._publisher.mark_not_ready("stopped by a poison event", problem)
 
 

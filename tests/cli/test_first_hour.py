@@ -80,8 +80,10 @@ def test_ready_line_query_output_and_a_restart_from_the_local_snapshot(tmp_path:
         # A poison event (policy stop): the sidecar says once, plainly, that it is not ready and why.
         poison = statepump("send", "5", data=data)  # JSON, but not an object: the config reducer cannot apply it
         assert poison.stdout.split() == ["4"], poison.stderr
-        line = _wait_for_line(first.log, "not ready any more:")
-        assert "4" in line and "must be a JSON object" in line, line
+        line = _wait_for_line(first.log, "not serving as ready:")
+        assert "ERROR statepump.pump: not serving as ready: poison event 4 on partition 0: " in line, line
+        assert "must be a JSON object" in line and line.endswith("serving sequence 3 (policy stop)"), line
+        assert first.log.read_text().count("poison event 4") == 1
         assert first.terminate() == 0
     finally:
         if first.process.poll() is None:
