@@ -109,8 +109,9 @@ def test_statepump_emulator_takes_the_limits_and_says_what_is_wrong(tmp_path: Pa
         with urllib.request.urlopen(f"http://127.0.0.1:{admin}/receivers", timeout=10) as answer:
             table = json.loads(answer.read())
     finally:
-        os.kill(emulator.pid, signal.SIGTERM)
-        emulator.wait(timeout=30)
+        if emulator.poll() is None:
+            os.kill(emulator.pid, signal.SIGTERM)
+            emulator.wait(timeout=30)
     assert table["consumer_groups"] == ["$Default", "web-1", "web-2", "group-1"]
     assert (table["receivers_per_partition"], table["throughput_units"]) == (3, 1)
     bad = subprocess.run([*command, "--consumer-group", "web-"], capture_output=True, text=True, timeout=60)
