@@ -104,8 +104,8 @@ async def _run(
         )
     if aim != hub_last:
         log.info(
-            "a snapshot at the hub's last event %d exists; aiming at %d, which is needed only if that "
-            "snapshot is not this reducer's (else there is nothing new)",
+            "the hub's last event %d has a snapshot already; if this reducer can use it there is nothing to "
+            "write, else the new snapshot takes the newest free name, %d",
             hub_last,
             aim,
         )
@@ -213,6 +213,15 @@ async def _catch_up(pump: Pump[Any], aim: int) -> None:
                     f"nor Capture ({pump.not_ready_reason})"
                 )
     except PumpFailed as exc:
+        if pump.poisoned:
+            # The pump's own words ("serving sequence N") describe a sidecar, not a snapshotter.
+            poisoned = pump.poisoned[-1]
+            raise SnapshotterFailed(
+                f"cannot reach sequence {aim}: poison event {poisoned.event.sequence} on partition "
+                f"{poisoned.event.partition} cannot be applied ({poisoned.error}); this reducer folds the events "
+                f"only up to {pump.version.sequence}, so nothing is written (--poison-policy skip skips it and "
+                "records it as a dead letter)"
+            ) from None
         raise SnapshotterFailed(f"cannot reach sequence {aim}: {exc}") from None
     finally:
         if not ready.done():

@@ -154,8 +154,15 @@ async def test_a_gap_fails_the_run_naming_the_missing_range(tmp_path: Path) -> N
 async def test_a_poison_event_fails_the_run_and_writes_nothing(tmp_path: Path) -> None:
     source = hub(10)
     source.append(b"not json", enqueued_time=T0)
-    with pytest.raises(SnapshotterFailed, match=r"poison event 10"):
+    with pytest.raises(SnapshotterFailed) as failed:
         await asyncio.wait_for(run_once(settings(tmp_path), source=source), 10)
+    message = str(failed.value)
+    assert message.startswith("cannot reach sequence 10: poison event 10 on partition 0 cannot be applied (")
+    assert message.endswith(
+        "this reducer folds the events only up to 9, so nothing is written "
+        "(--poison-policy skip skips it and records it as a dead letter)"
+    )
+    assert "serving" not in message  # the words of the pump, which a snapshotter does not do
     assert await listing(settings(tmp_path)) == []
 
 
