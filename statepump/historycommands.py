@@ -117,17 +117,23 @@ def _recent(client: Client, path: str, limit: int | None, *, after: int | None) 
 def watch_command(socket_path: str | Path, path: str = "") -> int:
     """``statepump watch``: one JSON line per change of the value at ``path``, until Ctrl-C."""
     client = Client(socket_path)
-    last = -2
+    last, last_value = -2, object()
     away = False
     while True:
         try:
+            first = True
             for sequence, value in client.watch(path, idle_timeout=60.0):
                 if away:
                     print("statepump watch: reconnected", file=sys.stderr, flush=True)
                     away = False
-                if sequence <= last:
-                    continue  # the current value a reconnected stream starts with, already printed
-                last = sequence
+                # A stream starts with the current value: after a reconnect, that is no change
+                # unless it differs from the last one printed.
+                again = first and last > -2 and value == last_value
+                first = False
+                if sequence <= last or again:
+                    last = max(last, sequence)
+                    continue
+                last, last_value = sequence, value
                 print(json.dumps({"sequence": sequence, "path": path, "value": value}, ensure_ascii=False), flush=True)
         except (SidecarUnavailable, Timeout, ConnectionError) as exc:
             if not away:

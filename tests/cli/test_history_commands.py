@@ -1,4 +1,4 @@
-"""Issue 17 end to end, as real processes: `statepump log`, `watch`, `diff`, `query --at-sequence`, `snapshot inspect --state`.
+"""Issue 17 end to end, as processes: `statepump log`, `watch`, `diff`, `query --at-sequence`, `snapshot inspect`.
 
 One `statepump run` on its embedded hub (restarted once); `log --follow` and
 `watch` run beside it, see a change, see the sidecar go and come back, and stop
@@ -49,19 +49,28 @@ def replay(sent: list[str], through: int) -> Any:
     return fold(initial_version(config, "0"), events, config, applied_at=events[0].enqueued_time).version.state
 
 
-def poll_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+def poll_until(condition: Callable[[], bool], what: str, timeout: float = 30, *show: Path) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
+            seen = "".join(f"\n--- {p.name}:\n{p.read_text()}" for p in show)
+            pytest.fail(f"not within {timeout} s: {what}{seen}")
         time.sleep(0.05)
 
 
 def follower(*args: str, data: Path, out: Path) -> subprocess.Popen[bytes]:
     with open(out, "w") as stdout, open(out.with_suffix(".err"), "w") as stderr:
         return subprocess.Popen(
-            [sys.executable, "-m", "statepump", *args, "--data-dir", str(data)], stdout=stdout, stderr=stderr, env=_env()
+            [sys.executable, "-m", "statepump", *args, "--data-dir", str(data)],
+            stdout=stdout,
+            stderr=stderr,
+            env=_env(),
         )
+
+
+def inspect(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "statepump", "snapshot", "inspect", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=_env())
 
 
 def lines(path: Path) -> list[str]:
@@ -74,7 +83,13 @@ def test_log_diff_and_time_travel_over_5000_events(tmp_path: Path) -> None:
         sidecar.wait_ready()
         sent = bodies(5000)
         result = statepump(
-            "send", "--property", "statepump-author=ci", data=sidecar.data, stdin="\n".join(sent) + "\n", timeout=120
+            "send",
+            "--force",
+            "--property",
+            "statepump-author=ci",
+            data=sidecar.data,
+            stdin="\n".join(sent) + "\n",
+            timeout=120,
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.split()[-1] == "4999"
@@ -100,15 +115,18 @@ def test_log_diff_and_time_travel_over_5000_events(tmp_path: Path) -> None:
         assert json.loads(d.stdout)["changes"] == json.loads(statejson.encode(expected))
         bad = statepump("query", "--at-sequence", "99999", data=sidecar.data, timeout=120)
         assert bad.returncode == 1
-        assert bad.stderr.strip().splitlines()[-1] == "statepump query: sequence 99999 is not in the hub yet: its last event is 4999"
+        assert (
+            bad.stderr.strip().splitlines()[-1]
+            == "statepump query: sequence 99999 is not in the hub yet: its last event is 4999"
+        )
     finally:
         sidecar.terminate()
     # The embedded sidecar writes a snapshot when it stops.
     [snapshot] = sorted((sidecar.data / "snapshots").rglob("*.snapshot"))[-1:]
-    shown = statepump("snapshot", "inspect", str(snapshot), "--state", "markup", "--compact", data=sidecar.data)
+    shown = inspect(str(snapshot), "--state", "markup", "--compact")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout) == json.loads(statejson.encode(replay(sent, 4999)["markup"]))
-    missing = statepump("snapshot", "inspect", str(snapshot), "--state", "nope", data=sidecar.data)
+    missing = inspect(str(snapshot), "--state", "nope")
     assert missing.returncode == 3 and "nope" in missing.stderr
 
 
@@ -134,8 +152,11 @@ def test_follow_and_watch_survive_a_restart_and_stop_on_ctrl_c(tmp_path: Path) -
         poll_until(lambda: "reconnecting" in watch_out.with_suffix(".err").read_text(), "watch says it reconnects")
         sidecar = Sidecar(data, tmp_path / "run2.log")
         sidecar.wait_ready()
-        statepump("send", '{"op": "delete", "path": "markup/tshirt"}', data=data)
-        poll_until(lambda: len(lines(log_out)) == 3 and len(lines(watch_out)) == 3, "the change after the restart")
+        sent = statepump("send", '{"op": "delete", "path": "markup/tshirt"}', data=data)
+        assert sent.returncode == 0, sent.stderr
+        outputs = (log_out, log_out.with_suffix(".err"), watch_out, watch_out.with_suffix(".err"))
+        three = lambda: len(lines(log_out)) == 3 and len(lines(watch_out)) == 3  # noqa: E731
+        poll_until(three, "the change after the restart", 30, *outputs)
         assert [json.loads(x)["sequence"] for x in lines(log_out)] == [0, 1, 3]
         assert [json.loads(x) for x in lines(watch_out)][1:] == [
             {"sequence": 1, "path": "markup/tshirt", "value": 2},
