@@ -44,10 +44,13 @@ class Figure:
     goal: str
     met: bool | None
     notes: tuple[str, ...] = field(default=())
+    # The cheapest way this machine does the same work, measured in the same run ("—" where none is named):
+    # the anchor says what statepump replaces, the floor how far it is from what the machine can do at all.
+    floor: str = "—"
 
     def row(self) -> list[str]:
         met = "—" if self.met is None else ("yes" if self.met else "**no**")
-        return [self.number, self.title, self.measured, self.anchor, self.ratio, self.goal, met]
+        return [self.number, self.title, self.measured, self.anchor, self.floor, self.ratio, self.goal, met]
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -106,6 +106,44 @@ def start_redis(directory: Path) -> RedisProcess:
     return server
 
 
+# ----------------------------------------------------------------- the floor: a raw socket round trip
+
+RAW_REQUEST = f"GET {KEY_PATH}\n".encode()
+RAW_RESPONSE = json.dumps(VALUE).encode() + b"\n"
+
+
+def serve_raw(socket_path: str) -> None:
+    """The least a Python server can do per request: one ``recv``, one ``sendall`` of a fixed answer, blocking.
+
+    No parsing, no lookup, no event loop: the round trip through the kernel and two Python processes that
+    every Unix-socket server here pays, statepump's and Redis's client alike.
+    """
+    import socket
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(socket_path)
+    server.listen(8)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    print("ready", flush=True)
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            while conn.recv(65536):
+                conn.sendall(RAW_RESPONSE)
+
+
+def start_raw(directory: Path) -> tuple[subprocess.Popen[str], Path]:
+    socket_path = directory / "raw.sock"
+    command = [sys.executable, __file__, "serve-raw", str(socket_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if line.strip() != "ready":
+        process.kill()
+        raise SystemExit(f"the raw socket server did not start: {line!r}")
+    return process, socket_path
+
+
 # ----------------------------------------------------------------- clients
 
 
@@ -123,7 +161,20 @@ def redis_call(socket_path: Path) -> tuple[Callable[[], Any], Callable[[], None]
     return (lambda: client.get(REDIS_KEY)), client.close
 
 
-CALLS = {"statepump": statepump_call, "redis": redis_call}
+def raw_call(socket_path: Path) -> tuple[Callable[[], Any], Callable[[], None]]:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(socket_path))
+
+    def call() -> bytes:
+        sock.sendall(RAW_REQUEST)
+        return sock.recv(65536)
+
+    return call, sock.close
+
+
+CALLS = {"statepump": statepump_call, "redis": redis_call, "raw": raw_call}
 
 
 def latencies(kind: str, socket_path: Path, calls: int) -> list[int]:
@@ -242,5 +293,7 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         serve(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)
+    elif len(sys.argv) > 1 and sys.argv[1] == "serve-raw":
+        serve_raw(sys.argv[2])
     else:
         main()

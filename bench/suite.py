@@ -60,7 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="where to write the report (default: BENCHMARKS.md for a full run; none for --quick)",
     )
+    parser.add_argument(
+        "--python-note",
+        action="store_true",
+        help="print the Python and which pyrsistent implementation (C or pure Python) would run, and exit",
+    )
     args = parser.parse_args(argv)
+    if args.python_note:
+        facts = machine.describe()
+        print(f"{facts['Python']}; {facts['pyrsistent implementation']}")
+        return 0
     size = QUICK if args.quick else FULL
     selected = list(FIGURES) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in selected if n not in FIGURES]

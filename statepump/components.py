@@ -124,6 +124,12 @@ def make_pump(
     dead_letter: DeadLetter | None = None
     if settings.poison_policy == "skip":
         dead_letter = make_dead_letter(settings)
+    from statepump.core.history import History
+
+    overrides.setdefault("history", History(settings.history, settings.history_bytes))
+    if settings.upstream is not None:
+        source = source if source is not None else make_relay_source(settings)
+        store = store if store is not None else make_relay_store(settings)
     return Pump(
         source if source is not None else make_hub(settings),
         reducer=load_reducer(settings.reducer),
@@ -140,6 +146,90 @@ def make_pump(
         until=until,
         **overrides,
     )
+
+
+def make_relay_source(settings: Settings) -> EventSource:
+    """``--upstream``: the feed of the upstream statepumps, in order, with failover."""
+    from statepump.sources.relay import RelaySource
+
+    return RelaySource(
+        settings.upstreams,
+        partition=settings.partition,
+        token=settings.relay_token(),
+        ca_file=settings.upstream_ca,
+        retry_seconds=settings.retry_seconds,
+    )
+
+
+def make_relay_store(settings: Settings) -> SnapshotStore:
+    """``--upstream``: the upstream's current snapshot, or this pump's own store's when that is newer."""
+    from statepump.stores.relaystore import NewestOf, RelayStore
+
+    relay = RelayStore(
+        settings.upstreams,
+        settings.resolved_eventhub(),
+        settings.partition,
+        token=settings.relay_token(),
+        ca_file=settings.upstream_ca,
+    )
+    if settings.snapshot_dir is None and settings.snapshot_container is None:
+        return relay
+    return NewestOf(relay, make_store(settings))
+
+
+async def upstream_eventhub(settings: Settings) -> Settings:
+    """Relay mode without ``--eventhub``: the upstream's hub name, so its snapshots are this pump's to load."""
+    if settings.upstream is None or settings.eventhub is not None:
+        return settings
+    from statepump.sources.relay import RelaySource
+
+    source = RelaySource(settings.upstreams, token=settings.relay_token(), ca_file=settings.upstream_ca)
+    for upstream in source.upstreams:
+        try:
+            answer = await source.client.get(upstream, b"/v1/status", timeout=10.0)
+        except Exception:  # noqa: S112 - the next upstream may answer; the pump reports an unreachable one
+            continue
+        if answer.status == 200:
+            import json
+
+            return settings.model_copy(update={"eventhub": str(json.loads(answer.body)["eventhub"])})
+    return settings
+
+
+def make_worker_pump(
+    upstream: str | Path = ".statepump/statepump.sock",
+    *,
+    reducer: str = "config",
+    **settings: Any,
+) -> Pump[Any]:
+    """A pump for one pre-fork worker (gunicorn's ``post_fork``), fed by the node's sidecar over its socket.
+
+    Every read is then an attribute read of one consistent version
+    (``pump.version``), with no hub reader and no catch-up per worker: the
+    worker loads the sidecar's snapshot and follows its replication feed.
+    Call :meth:`~statepump.pump.Pump.start_in_thread` after the fork, never
+    before (a thread does not survive ``fork``)::
+
+        def post_fork(server, worker):
+            worker.pump = make_worker_pump("/run/statepump/statepump.sock")
+            worker.pump.start_in_thread()
+            worker.pump.wait_for_sync(0, timeout=30)
+
+    >>> make_worker_pump("/tmp/none.sock", eventhub="config").source.kind
+    'relay'
+    """
+    from statepump.settings import load
+
+    flags: dict[str, Any] = {"upstream": str(upstream), "reducer": reducer, **settings}
+    if "eventhub" not in settings:
+        from statepump.client import Client
+
+        try:
+            with Client(upstream, timeout=10.0) as client:
+                flags["eventhub"] = client.status()["eventhub"]
+        except Exception:  # noqa: S110 - no sidecar yet: the pump retries it, and says so
+            pass
+    return make_pump(load(flags, environ={}))
 
 
 def make_dead_letter(settings: Settings) -> DeadLetter:

@@ -104,6 +104,26 @@ class Settings(BaseSettings):
     socket_group: str | None = Field(None, description="group owning the socket (mode 0660)")
     listen: str | None = Field(None, description="also serve the query API on HOST:PORT (loopback only)")
     listen_any: bool = Field(False, description="allow --listen on a non-loopback address")
+    history: int = Field(
+        10_000, ge=0, description="events kept in the ring of recent events (the relay feed, /v1/events)"
+    )
+    history_bytes: int = Field(64 << 20, ge=0, description="bytes the ring of recent events may hold")
+    relay_token_file: Path | None = Field(
+        None,
+        description="file holding the bearer token that TCP clients of the relay feed and snapshot must send "
+        "(and that --upstream sends)",
+    )
+    tls_cert: Path | None = Field(None, description="serve --listen with TLS: the certificate chain (PEM)")
+    tls_key: Path | None = Field(None, description="serve --listen with TLS: the private key (PEM)")
+
+    # --- relays ------------------------------------------------------------------------------------
+    upstream: str | None = Field(
+        None,
+        description="relay mode: follow these statepumps instead of the hub (comma list of Unix socket paths "
+        "or http(s)://host:port, tried in order; no Azure credentials needed)",
+    )
+    upstream_ca: Path | None = Field(None, description="CA bundle (PEM) that https:// upstreams are verified with")
+
 
     # --- the emulator --------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="emulator: address to listen on")
@@ -203,14 +223,45 @@ class Settings(BaseSettings):
             raise ValueError("give either --data or --in-memory, not both")
         if self.throttle_ingress and self.throughput_units is None:
             raise ValueError("--throttle-ingress needs --throughput-units")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give --tls-cert and --tls-key together")
+        if self.upstream is not None:
+            if self.connection_string is not None or self.namespace is not None:
+                raise ValueError("give either --upstream or a hub (--connection-string, --namespace), not both")
+            if not [u for u in self.upstream.split(",") if u.strip()]:
+                raise ValueError("--upstream needs at least one socket path or http(s)://host:port")
         return self
 
     # --- derived values ----------------------------------------------------------------------------
 
     @property
     def embedded(self) -> bool:
-        """True when no hub is configured: ``run`` and ``send`` use the embedded emulator."""
-        return self.connection_string is None and self.namespace is None
+        """True when no hub (and no upstream) is configured: ``run`` and ``send`` use the embedded emulator."""
+        return self.connection_string is None and self.namespace is None and self.upstream is None
+
+    @property
+    def upstreams(self) -> list[str]:
+        """``--upstream``'s entries, in order."""
+        return [u.strip() for u in (self.upstream or "").split(",") if u.strip()]
+
+    def relay_token(self) -> bytes | None:
+        """The relay's bearer token, read from its file (one clear error if unreadable or short)."""
+        return _read_key(self.relay_token_file, "--relay-token-file", "token")
+
+    def tls_context(self) -> Any:
+        """The server's TLS context for --listen (``None`` without --tls-cert)."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
+            raise ConfigError(f"--tls-cert/--tls-key: cannot load {self.tls_cert} and its key: {why}") from None
+        return context
+
 
     @property
     def listen_address(self) -> tuple[str, int] | None:
@@ -267,6 +318,18 @@ class Settings(BaseSettings):
                 if key.strip().lower() == "entitypath" and value.strip():
                     return value.strip()
         return "hub"
+
+
+def _read_key(path: Path | None, flag_name: str, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"{flag_name}: cannot read {path}: {exc.strerror}") from None
+    if len(key) < 16:
+        raise ConfigError(f"{flag_name}: the {what} must be at least 16 bytes")
+    return key
 
 
 def _split_host_port(value: str) -> tuple[str, int]:
@@ -399,7 +462,21 @@ STORAGE = (
     "catchup_publish_interval",
 )
 COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
-    "run": (*COMMON, *STORAGE, "socket", "socket_group", "listen", "listen_any"),
+    "run": (
+        *COMMON,
+        *STORAGE,
+        "socket",
+        "socket_group",
+        "listen",
+        "listen_any",
+        "history",
+        "history_bytes",
+        "relay_token_file",
+        "tls_cert",
+        "tls_key",
+        "upstream",
+        "upstream_ca",
+    ),
     "send": COMMON,
     # query's hub and store settings are for --at-sequence/--at-time, which rebuild a state offline.
     "query": tuple(dict.fromkeys(("config", "socket", "data_dir", "log_level", *COMMON, *STORAGE))),

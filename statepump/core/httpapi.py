@@ -98,6 +98,8 @@ class Request:
     keep_alive: bool = True
     http10: bool = False
     if_none_match: bytes | None = None
+    #: The ``Authorization`` header (the relay feed's bearer token over TCP); never logged.
+    authorization: bytes | None = field(default=None, repr=False)
 
 
 class RequestParser:
@@ -114,6 +116,7 @@ class RequestParser:
     """
 
     __slots__ = (
+        "_authorization",
         "_body",
         "_done",
         "_error",
@@ -137,6 +140,7 @@ class RequestParser:
         self._headers = 0
         self._body = 0
         self._if_none_match: bytes | None = None
+        self._authorization: bytes | None = None
         self._name = b""
         #: True between the first byte of a request and its end.
         self.in_progress = False
@@ -174,6 +178,7 @@ class RequestParser:
         self._headers = 0
         self._body = 0
         self._if_none_match = None
+        self._authorization = None
 
     def on_url(self, url: bytes) -> None:
         self._target.append(url)
@@ -189,6 +194,8 @@ class RequestParser:
             self._fail(HttpError(431, f"header fields longer than {self._limits.max_header_bytes} bytes"))
         if len(name) == 13 and name.lower() == b"if-none-match":
             self._if_none_match = value if self._if_none_match is None else self._if_none_match + b"," + value
+        elif len(name) == 13 and name.lower() == b"authorization":
+            self._authorization = value
 
     def on_body(self, body: bytes) -> None:
         self._body += len(body)
@@ -205,6 +212,7 @@ class RequestParser:
                 keep_alive=parser.should_keep_alive() and not parser.should_upgrade(),
                 http10=parser.get_http_version() == "1.0",
                 if_none_match=self._if_none_match,
+                authorization=self._authorization,
             )
         )
         self.in_progress = False
@@ -222,6 +230,8 @@ class Endpoint(enum.Enum):
     """What a request asks for; the value is the label in request metrics."""
 
     STATE = "state"
+    FEED = "feed"
+    SNAPSHOT = "snapshot"
     STATUS = "status"
     HEALTHZ = "healthz"
     READYZ = "readyz"
@@ -253,6 +263,51 @@ class Watch:
     @property
     def path(self) -> str:
         return "/".join(self.segments)
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """``GET /v1/events?after=N``: the replication feed of the events after ``N`` (-1: from the first)."""
+
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotQuery:
+    """``GET /v1/snapshot``: the current version as a snapshot file."""
+
+
+def relay_route(request: Request) -> Feed | SnapshotQuery | None:
+    """The relay's two endpoints, or ``None`` for any other request (then :func:`route` decides).
+
+    >>> relay_route(Request("GET", b"/v1/events?after=41")), relay_route(Request("GET", b"/v1/snapshot"))
+    (Feed(after=41), SnapshotQuery())
+    >>> relay_route(Request("GET", b"/v1/events/41")) is None
+    True
+    >>> relay_route(Request("GET", b"/v1/events?after=x"))
+    Traceback (most recent call last):
+    ...
+    statepump.core.httpapi.HttpError: query parameter 'after' must be an integer from -1, not 'x'
+    """
+    raw_path, _, raw_query = request.target.partition(b"?")
+    if raw_path == b"/v1/snapshot":
+        if request.method not in ("GET", "HEAD"):
+            raise HttpError(405, f"method {request.method} not allowed: the socket API is read-only (GET, HEAD)")
+        _only(_query(raw_query), ())
+        return SnapshotQuery()
+    if raw_path != b"/v1/events":
+        return None
+    if request.method not in ("GET", "HEAD"):
+        raise HttpError(405, f"method {request.method} not allowed: the socket API is read-only (GET, HEAD)")
+    query = _query(raw_query)
+    _only(query, ("after",))
+    raw = query.get("after")
+    if raw is None:
+        raise HttpError(400, "the feed needs ?after=N: the last sequence number the reader holds (-1 for none)")
+    digits = raw.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 19 or int(raw) < -1:
+        raise HttpError(400, f"query parameter 'after' must be an integer from -1, not {raw[:40]!r}")
+    return Feed(int(raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,9 +445,11 @@ def _timeout_param(query: dict[str, str], limits: Limits) -> float:
 _REASONS: Final = {
     200: b"OK",
     304: b"Not Modified",
+    401: b"Unauthorized",
     400: b"Bad Request",
     404: b"Not Found",
     405: b"Method Not Allowed",
+    410: b"Gone",
     408: b"Request Timeout",
     413: b"Content Too Large",
     414: b"URI Too Long",

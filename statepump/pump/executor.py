@@ -280,11 +280,11 @@ class Executor(Generic[S]):
             target = min(target, step.until)
         self._publisher.set_phase(f"catching up from the hub to {target}", clear_problem=True)
         self.gap = None
-        if self.version.sequence >= target:
+        if self.version.sequence >= target and not self._upstream_not_ready():
             self._become_ready()
         progress = _Progress(self, target, "the hub")
         try:
-            async with _reading(self.source.read(step.after)) as batches:
+            async with _reading(_gaps_as_fold_gaps(self.source.read(step.after))) as batches:
                 async for batch in batches:
                     if step.until is not None and batch and batch[-1].sequence > step.until:
                         batch = [e for e in batch if e.sequence <= step.until]
@@ -293,7 +293,11 @@ class Executor(Generic[S]):
                     except FoldGap as gap:
                         log.warning("%s; planning again (Capture may hold the missing events)", gap)
                         return
-                    if not self._publisher.ready:
+                    if self._upstream_not_ready():
+                        # The upstream is catching up itself: caught up means with where it is now.
+                        seen = self.source.last_enqueued
+                        target = max(target, seen[0]) if seen is not None else target
+                    elif not self._publisher.ready:
                         progress.tick()
                         if self.version.sequence >= target:
                             self._become_ready()
@@ -305,18 +309,60 @@ class Executor(Generic[S]):
         finally:
             self._publish_folded()
 
+    def _upstream_not_ready(self) -> bool:
+        """A relay source whose upstream is not ready holds this pump not ready, with the upstream's reason."""
+        problem: str | None = getattr(self.source, "upstream_problem", None)
+        if problem is None:
+            if self._publisher.phase == "waiting for the upstream":
+                self._publisher.set_phase(f"following the upstream at {self.version.sequence}", clear_problem=True)
+            return False
+        if self._publisher.ready or self._publisher.phase != "waiting for the upstream":
+            log.warning("not serving as ready: the upstream is not ready: %s", problem)
+        self._publisher.mark_not_ready("waiting for the upstream", f"upstream not ready: {problem}")
+        return True
+
     def _become_ready(self) -> None:
         self._was_ready = True
         log.info("live: caught up at sequence %d", self.version.sequence)
         self._publisher.mark_ready()
 
     async def _stopped_by_gap(self, gap: SequenceGapError) -> None:
+        if await self._reload_past(gap):
+            return
         if self.gap is None or str(self.gap) != str(gap):
             log.error("not serving as ready: %s; re-checking every %g s", gap, self.replan_interval)
         self.gap = gap
         self._publisher.mark_not_ready("stopped by a gap", str(gap))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), self.replan_interval)
+
+    async def _reload_past(self, gap: SequenceGapError) -> bool:
+        """Load a snapshot newer than the position, when the store has one: a gap it heals is no gap.
+
+        A relay that no longer holds our next event serves a newer snapshot; a
+        snapshotter may also have written one past a hole in the hub.
+        """
+        if self.store is None:
+            return False
+        try:
+            loaded = await load_latest(
+                self.store, self.reducer, eventhub=self.eventhub, partition=self.partition, hmac_key=self.hmac_key
+            )
+        except (StatepumpError, OSError) as exc:
+            log.warning("%s; no newer snapshot to load: %s", gap, exc)
+            return False
+        if loaded.meta is None or loaded.version.sequence <= self.version.sequence:
+            return False
+        log.warning(
+            "%s; loaded the newer snapshot at sequence %d from %s instead",
+            gap,
+            loaded.version.sequence,
+            self.store.description,
+        )
+        self.loaded = loaded
+        self.history.clear(at=loaded.version.sequence)
+        self._publisher.publish(loaded.version)
+        return True
 
     def _skip(self, skipped: plan.Skipped) -> None:
         how = "no snapshot, and no source holds them any more" if skipped.reason == "no-snapshot" else "--allow-gap"
@@ -422,6 +468,19 @@ async def _reading(batches: AsyncIterator[Sequence[Event]]) -> AsyncIterator[Asy
     """
     try:
         yield batches
+    finally:
+        aclose = getattr(batches, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _gaps_as_fold_gaps(batches: AsyncIterator[Sequence[Event]]) -> AsyncIterator[Sequence[Event]]:
+    """A source that knows of a gap before any event shows it (a relay's 410) ends the read as a fold's gap would."""
+    try:
+        async for batch in batches:
+            yield batch
+    except SequenceGapError as gap:
+        log.warning("%s; planning again", gap)
     finally:
         aclose = getattr(batches, "aclose", None)
         if aclose is not None:

@@ -234,7 +234,8 @@ class Pump(Published[S]):
             "snapshots_rejected": len(ex.loaded.rejected) if ex.loaded else 0,
             "events_from_capture": ex.counts["events_from_capture"],
             "events_from_hub": ex.counts["events_from_hub"] + ex.counts["events_from_memory"],
-            "events_applied": sum(ex.counts[f"events_from_{k}"] for k in ("capture", "hub", "memory")),
+            "events_from_relay": ex.counts.get("events_from_relay", 0),
+            "events_applied": sum(ex.counts.get(f"events_from_{k}", 0) for k in ("capture", "hub", "memory", "relay")),
             "duplicates_skipped": ex.counts["duplicates_skipped"],
             "poison_events": ex.counts["poison_events"],
             "last_poison_event": ex.poisoned[-1].event.sequence if ex.poisoned else None,
@@ -254,6 +255,14 @@ class Pump(Published[S]):
             "gc_collections": ex.collector.collections,
             "gc_last_pause_seconds": ex.collector.last_pause_seconds,
             "uptime_seconds": time.monotonic() - self._started_at,
+            # What the replication feed can serve (a relay's downstreams read their bounds here).
+            "history": {
+                "oldest": self.history.oldest,
+                "newest": self.history.newest,
+                "events": len(self.history),
+                "bytes": self.history.bytes,
+            },
+            "upstream": getattr(ex.source, "upstream_status", None),
         }
 
     def _lag(self, v: Version[S]) -> tuple[int | None, float | None]:

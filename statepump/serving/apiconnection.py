@@ -76,6 +76,7 @@ from statepump.core.httpapi import (
     stream_head,
 )
 from statepump.serving.explore import PREFIXES as EXPLORE_PREFIXES
+from statepump.serving import relayserving
 from statepump.serving.metrics import RequestStats
 from statepump.serving.watch import Watcher, Watchers, changed
 
@@ -115,6 +116,11 @@ class Host(Protocol):
 
     @property
     def watchers(self) -> Watchers: ...
+
+    @property
+    def relay(self) -> relayserving.RelayServing:
+        """The replication feed and the snapshot download (``/v1/events?after=N``, ``/v1/snapshot``)."""
+        ...
 
     @property
     def stopping(self) -> bool:
@@ -312,7 +318,7 @@ class ApiConnection(asyncio.Protocol):
             self._answer(request, label, status, encoded, started)
             return
         try:
-            target = route(request, server.limits)
+            target = relayserving.relay_route(request) or route(request, server.limits)
         except HttpError as error:
             self._answer(
                 request,
@@ -323,6 +329,10 @@ class ApiConnection(asyncio.Protocol):
                 ),
                 started,
             )
+            return
+        if isinstance(target, relayserving.Feed | relayserving.SnapshotQuery):
+            self._streaming = isinstance(target, relayserving.Feed)  # a feed ignores what the client sends next
+            self._spawn(self._relay(request, target, started))
             return
         if isinstance(target, StateQuery):
             version = server.pump.version
@@ -474,6 +484,30 @@ class ApiConnection(asyncio.Protocol):
             self._transport.write(b"0\r\n\r\n")
         self._server.requests.observe("state", 200, time.perf_counter() - started)
         if not request.keep_alive:
+            self._close()
+
+    async def _relay(
+        self, request: Request, target: relayserving.Feed | relayserving.SnapshotQuery, started: float
+    ) -> None:
+        transport = self._transport
+        assert transport is not None
+        relay = self._server.relay
+        endpoint = "feed" if isinstance(target, relayserving.Feed) else "snapshot"
+        peer = transport.get_extra_info("peername")
+        refusal = relay.refusal(request, peer, over_tcp=isinstance(transport.get_extra_info("sockname"), tuple))
+        if refusal is not None:
+            self._answer(request, endpoint, 401, refusal, started, close=True)
+            return
+        try:
+            if isinstance(target, relayserving.Feed):
+                status = await relay.answer_feed(target, request, transport.write, self._drain, lambda: self._closing)
+            else:
+                status = await relay.answer_snapshot(request, transport.write)
+        except (ConnectionError, asyncio.CancelledError):
+            self._close()
+            return
+        self._server.requests.observe(endpoint, status, time.perf_counter() - started)
+        if self._streaming or not request.keep_alive:
             self._close()
 
     async def _watch(self, watch: Watch) -> None:

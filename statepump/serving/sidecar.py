@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import stat
 import time
 from collections import OrderedDict
@@ -118,11 +119,16 @@ class Server:
         listen_any: bool = False,
         socket_group: str | None = None,
         limits: Limits | None = None,
+        relay_token: bytes | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """Serve ``pump`` on ``socket_path`` (and on loopback TCP ``listen``).
 
         ``listen`` must be a loopback address unless ``listen_any`` is true;
         ``socket_group`` names the group that owns the socket file (mode 0660).
+        ``relay_token`` is the bearer token TCP clients of the relay feed and
+        snapshot must send (without one, a server beyond loopback refuses them
+        there); ``tls`` serves TCP with TLS.
         Raises :class:`ConfigError` for a non-loopback ``listen`` or an unknown group.
         """
         if socket_path is None and listen is None:
@@ -149,6 +155,11 @@ class Server:
         self._tcp_address: tuple[str, int] | None = None
         self._connections: set[ApiConnection] = set()
         self.watchers = Watchers(self.requests)
+        from statepump.serving.relayserving import RelayServing
+
+        beyond_loopback = listen is not None and not is_loopback(listen[0])
+        self.relay = RelayServing(pump, token=relay_token, tcp_needs_token=beyond_loopback)
+        self._tls = tls
         #: History, diffs, paged children and the console (statepump/serving/explore.py).
         self.explorer = Explorer(pump)
         self._unsubscribe: Callable[[], None] | None = None
@@ -194,7 +205,7 @@ class Server:
             if self._listen is not None:
                 host, port = self._listen
                 tcp = await loop.create_server(
-                    lambda: ApiConnection(self), host, port, reuse_address=True, backlog=4096
+                    lambda: ApiConnection(self), host, port, reuse_address=True, backlog=4096, ssl=self._tls
                 )
                 self._servers.append(tcp)
                 bound = tcp.sockets[0].getsockname()
