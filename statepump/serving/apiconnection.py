@@ -75,8 +75,8 @@ from statepump.core.httpapi import (
     state_response,
     stream_head,
 )
-from statepump.serving.explore import PREFIXES as EXPLORE_PREFIXES
 from statepump.serving import relayserving
+from statepump.serving.explore import PREFIXES as EXPLORE_PREFIXES
 from statepump.serving.metrics import RequestStats
 from statepump.serving.watch import Watcher, Watchers, changed
 
