@@ -51,6 +51,8 @@ def add_settings(parser: argparse.ArgumentParser, command: str) -> None:
 def _metavar(name: str, annotation: object) -> str:
     """What a flag's value is, for --help: DIR, FILE, PATH, N, SECONDS, or the name's last word."""
     text = str(annotation)
+    if "bool" in text:  # an optional yes/no, whose default depends on other settings
+        return "yes|no"
     if "Path" in text:
         return "DIR" if name.endswith("dir") or name == "data" else "FILE" if name.endswith("file") else "PATH"
     if "int" in text:

@@ -35,6 +35,7 @@ def make_store(settings: Settings) -> SnapshotStore:
                 partition,
                 settings.snapshot_prefix,
                 retry=retry,
+                create_container=settings.creates_containers(),
             )
         assert settings.storage_account_url is not None  # the settings validator guarantees one of them
         return BlobStore.from_account_url(
@@ -44,6 +45,7 @@ def make_store(settings: Settings) -> SnapshotStore:
             partition,
             settings.snapshot_prefix,
             retry=retry,
+            create_container=settings.creates_containers(),
         )
     from statepump.stores.directory import DirectoryStore
 

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     storage_account_url: str | None = Field(
         None, description="Azure Storage account URL (https://ACCOUNT.blob.core.windows.net), with Azure AD auth"
     )
+    create_containers: bool | None = Field(
+        None,
+        description="create the snapshot container if it does not exist (never Capture's) "
+        "[default: yes for the local development storage account devstoreaccount1 (Azurite), else no]",
+    )
     snapshot_hmac_key_file: Path | None = Field(
         None, description="file holding a key: snapshots are signed with it and unsigned ones refused"
     )
@@ -280,6 +285,24 @@ class Settings(BaseSettings):
             return self.data_dir  # snapshots then live in <data-dir>/<snapshot-prefix>/...
         return None
 
+    def creates_containers(self) -> bool:
+        """Whether a missing snapshot container is created: as set, else only on the local development account.
+
+        In Azure the deployment (deploy/ Bicep) creates the containers, and a
+        least-privilege role may not be allowed to; Azurite starts empty.
+
+        >>> Settings(storage_account_url="http://127.0.0.1:10000/devstoreaccount1").creates_containers()
+        True
+        >>> Settings(storage_account_url="https://acct.blob.core.windows.net").creates_containers()
+        False
+        """
+        if self.create_containers is not None:
+            return self.create_containers
+        where = self.storage_account_url or ""
+        if self.storage_connection_string is not None:
+            where = self.storage_connection_string.get_secret_value()
+        return "devstoreaccount1" in where or "usedevelopmentstorage=true" in where.lower()
+
     def hmac_key(self) -> bytes | None:
         """The snapshot signing key, read from its file (one clear error if unreadable or empty)."""
         if self.snapshot_hmac_key_file is None:
@@ -449,6 +472,7 @@ STORAGE = (
     "snapshot_prefix",
     "storage_connection_string",
     "storage_account_url",
+    "create_containers",
     "snapshot_hmac_key_file",
     "capture_dir",
     "capture_container",

@@ -249,8 +249,9 @@ class BlobStore:
 
     def _missing_container(self) -> ConfigError:
         return ConfigError(
-            f"container {self.container_name!r} does not exist at {self.account_url}; create it, "
-            "or let the store create it (create_container=True)"
+            f"--snapshot-container: container {self.container_name!r} does not exist at {self.account_url}; "
+            "check the name, or create it: --create-containers yes (create_container=True from Python; "
+            "in Azure the deployment's Bicep template creates it)"
         )
 
     def _before_sleep(self, what: str) -> Callable[[RetryCallState], None]:
@@ -295,6 +296,15 @@ class BlobStore:
             log.info("%s: created container %s", self.description, self.container_name)
         except ResourceExistsError:
             pass  # someone else made it first: just as good
+        except HttpResponseError as exc:
+            if exc.status_code != 403:
+                raise
+            # Least-privilege roles (Storage Blob Data Contributor on a container) may not create one.
+            raise ConfigError(
+                f"--create-containers: container {self.container_name!r} at {self.account_url} does not exist "
+                "and this identity may not create it (403); create it (the deployment's Bicep template does), "
+                "or check the name"
+            ) from None
 
     # -- the SnapshotStore interface ----------------------------------------
 
@@ -311,6 +321,7 @@ class BlobStore:
                     refs.append(SnapshotRef(sequence, blob.name, blob.size, blob.last_modified))
             except ResourceNotFoundError:
                 if self.create_container:
+                    await self._ensure_container()  # made at start, where the snapshotter will write
                     return []
                 raise self._missing_container() from None
             refs.sort()
