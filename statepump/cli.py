@@ -1,4 +1,4 @@
-"""The ``statepump`` command: ``run``, ``send``, ``query``, ``health``, ``emulator``, ``snapshot inspect``.
+"""The ``statepump`` command: ``run``, the writers (``send``, ``set``, ``delete``, ``merge``), ``query``, and more.
 
 Every setting is a flag, a ``STATEPUMP_*`` variable and a TOML key
 (:mod:`statepump.settings`). Bad settings exit with status 2 and one line
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from statepump import writecommands
 from statepump.core.errors import ConfigError, StatepumpError
 from statepump.settings import COMMAND_FIELDS, Settings, flag, load
 
@@ -261,9 +262,10 @@ def _bodies(values: Sequence[str]) -> list[bytes]:
 
 async def _send(settings: Settings, args: argparse.Namespace) -> int:
     from statepump.components import embedded_file, hub_arguments
+    from statepump.core.writecheck import AUTHOR_PROPERTY
     from statepump.eventhubs.send import send_events
 
-    bodies = _bodies(args.events)  # bad input is reported before any connection is made
+    bodies = writecommands.bodies_for(args, _bodies)  # bad input is reported before any connection is made
     if settings.embedded:
         marker = embedded_file(settings)
         try:
@@ -274,18 +276,26 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
                 "start `statepump run` first"
             ) from None
         settings = settings.model_copy(update={"connection_string": _secret(embedded["connection_string"])})
-    properties = {}
-    for item in args.property or []:
+    properties: dict[str, str] = {}
+    for item in getattr(args, "property", None) or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--property {item!r} must be KEY=VALUE")
         properties[key] = value
+    properties.setdefault(AUTHOR_PROPERTY, writecommands.author_of(args))
     connection = hub_arguments(settings)
     for unused in ("partition", "consumer_group", "retry"):
         connection.pop(unused, None)
-    if args.partition_key is not None and "partition" in args.given:
+    problem = None if args.force else writecommands.refusal(settings.socket_path, bodies)
+    if problem is not None:
+        print(
+            f"statepump {args.command}: refused: {problem}; nothing was sent (--force sends it anyway)",
+            file=sys.stderr,
+        )
+        return writecommands.EXIT_REFUSED
+    if getattr(args, "partition_key", None) is not None and "partition" in args.given:
         raise ConfigError("give either --partition or --partition-key, not both")
-    if args.partition_key is not None and not args.force:
+    if getattr(args, "partition_key", None) is not None and not args.force:
         from statepump.eventhubs.send import partition_ids
 
         ids = await partition_ids(**connection)
@@ -297,16 +307,15 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
                 f"{settings.partition}) never reads; send with --partition {settings.partition} instead, "
                 "or add --force to route by key anyway"
             )
+    partition_key = getattr(args, "partition_key", None)
     sequences = await send_events(
         **connection,
         bodies=bodies,
-        partition=None if args.partition_key is not None else settings.partition,
-        partition_key=args.partition_key,
+        partition=None if partition_key is not None else settings.partition,
+        partition_key=partition_key,
         properties=properties or None,
     )
-    for n in sequences:
-        print(n)
-    return 0
+    return writecommands.report(settings.socket_path, sequences, wait=args.wait, timeout=args.wait_timeout)
 
 
 # --- snapshot inspect ----------------------------------------------------------------
@@ -381,14 +390,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings(run, "run")
 
-    send = commands.add_parser("send", help="send JSON events to the hub; prints their sequence numbers")
+    send = commands.add_parser(
+        "send",
+        help="send JSON events to the hub; prints their sequence numbers",
+        description="Check each event as the fold would (syntax; with a sidecar on --socket, against its current "
+        "values) and send them, or refuse them all with one line and exit 2, sending nothing (--force sends "
+        "anyway). Events are arguments, lines of --file, or lines on stdin.",
+    )
     send.add_argument("events", nargs="*", metavar="JSON", help="events (default: JSON lines on stdin)")
+    send.add_argument("--file", default=None, metavar="FILE", help="read the events from FILE, one JSON per line")
     send.add_argument("--partition-key", default=None, help="route by this partition key instead of --partition")
     send.add_argument("--property", action="append", metavar="KEY=VALUE", help="application property (repeatable)")
     send.add_argument(
-        "--force", action="store_true", help="with --partition-key: route by key even on a hub of several partitions"
+        "--force",
+        action="store_true",
+        help="send even what the checks refuse (and with --partition-key, route by key on a hub of several partitions)",
     )
+    writecommands.add_writer_flags(send, "send")
     add_settings(send, "send")
+    for name, summary in (
+        ("set", "set PATH to the JSON VALUE"),
+        ("delete", "delete what PATH holds"),
+        ("merge", "merge the JSON object into what PATH holds"),
+    ):
+        writer = commands.add_parser(
+            name,
+            help=f"{summary} (one config event, checked before it is sent)",
+            description=f"{summary[0].upper()}{summary[1:]}: one event of the config reducer, checked as the fold "
+            "would (syntax; with a sidecar on --socket, against its current value, so a failing --expect or a "
+            "delete of nothing is refused with exit 2 and nothing is sent; --force sends anyway). Prints the "
+            "sequence number, or with --wait the outcome: 'applied at N' or 'rejected at N: REASON' (exit 6).",
+        )
+        writer.add_argument("path", metavar="PATH", help="e.g. markup/tshirt")
+        if name != "delete":
+            writer.add_argument("value", metavar="VALUE" if name == "set" else "JSON", help="a JSON value, e.g. 0.03")
+        writer.add_argument("--force", action="store_true", help="send even what the checks refuse")
+        writecommands.add_writer_flags(writer, name)
+        add_settings(writer, name)
 
     query = commands.add_parser("query", help="print the JSON value at PATH from a running sidecar")
     query.add_argument("path", nargs="?", default="", metavar="PATH", help="e.g. markup/tshirt (default: everything)")
@@ -507,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level)
         if command == "run":
             return asyncio.run(_run(settings))
-        if command == "send":
+        if command in writecommands.WRITERS:
             return asyncio.run(_send(settings, args))
         if command == "query" and (args.at_sequence is not None or args.at_time is not None):
             from statepump.historycommands import query_at_command

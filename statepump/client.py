@@ -191,6 +191,18 @@ class Client:
         query = {"from": start, "to": end, "path": "/".join(segments_of(path))}
         return self._document(b"/v1/diff?" + _encode_query(query), "/".join(segments_of(path)))
 
+    def event(self, sequence: int) -> dict[str, Any] | None:
+        """``/v1/events/{sequence}``: the event and its outcome (``applied``, ``rejected``, ``poisoned``)
+        while the sidecar keeps it; ``None`` when it does not (not folded yet, or older than its ring)."""
+        result = self._exchange(b"/v1/events/%d" % sequence)
+        body = b"".join(result.body)
+        if result.status == 404:
+            return None
+        if result.status != 200:
+            raise_for(result.status, body, "")
+        decoded: dict[str, Any] = json.loads(body)
+        return decoded
+
     def _document(self, target: bytes, path: str) -> dict[str, Any]:
         result = self._exchange(target)
         body = b"".join(result.body)

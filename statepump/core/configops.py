@@ -223,21 +223,26 @@ def _get_in(node: object, path: Path) -> object:
     return node
 
 
-_ABSENT: Any = object()
+#: What :func:`lookup` finds where the state holds nothing.
+ABSENT: Any = object()
 
 
-def _lookup(node: object, path: Path) -> object:
-    """The value at ``path``, or ``_ABSENT`` (unlike :func:`_get_in`, a stored ``null`` is not absent)."""
+def lookup(node: object, path: Path) -> object:
+    """The value at ``path``, or :data:`ABSENT` (a stored ``null`` is not absent).
+
+    >>> lookup(pmap({"a": None}), ("a",)) is None, lookup(pmap(), ("a", 0)) is ABSENT
+    (True, True)
+    """
     for seg in path:
         if isinstance(node, PMap):
-            node = node.get(seg, _ABSENT)
+            node = node.get(seg, ABSENT)
         elif isinstance(node, PVector):
             index = _index(node, seg, path, allow_append=False)
-            node = node[index] if index < len(node) else _ABSENT
+            node = node[index] if index < len(node) else ABSENT
         else:
-            return _ABSENT
-        if node is _ABSENT:
-            return _ABSENT
+            return ABSENT
+        if node is ABSENT:
+            return ABSENT
     return node
 
 
@@ -291,9 +296,9 @@ def apply_op(state: PMap[Any, Any], op: Mapping[str, Any]) -> PMap[Any, Any]:
     elif kind == "test":
         if "value" not in op:
             raise OperationError(f"'test' at {_describe(path)} has no 'value'")
-        current = _lookup(state, path)
-        if current is _ABSENT or not same_json(current, op["value"]):
-            found = "nothing (no value there)" if current is _ABSENT else _show(current)
+        current = lookup(state, path)
+        if current is ABSENT or not same_json(current, op["value"]):
+            found = "nothing (no value there)" if current is ABSENT else _show(current)
             raise OperationError(f"test failed at {_describe(path)}: {_show(op['value'])} != {found}")
         result = state
     elif kind == "merge":

@@ -70,19 +70,46 @@ async def send_events(
         credential=credential,
         eventhub=eventhub,
     )
-    tag = uuid.uuid4().hex
     producer = endpoint.producer(retry_total=3)
     try:
+        async with producer:
+            return await send_on(
+                producer,
+                endpoint,
+                bodies,
+                partition=partition,
+                partition_key=partition_key,
+                properties=properties,
+                timeout=timeout,
+            )
+    finally:
+        await endpoint.close()
+
+
+async def send_on(
+    producer: EventHubProducerClient,
+    endpoint: HubEndpoint,
+    bodies: Sequence[bytes],
+    *,
+    partition: str | None = None,
+    partition_key: str | None = None,
+    properties: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> list[int]:
+    """:func:`send_events` on an open ``producer`` of ``endpoint`` (``statepump.Publisher`` keeps one open)."""
+    if not bodies:
+        return []
+    tag = uuid.uuid4().hex
+    try:
         async with asyncio.timeout(timeout):
-            async with producer:
-                candidates = [partition] if partition is not None else await producer.get_partition_ids()
-                batches, before = await asyncio.gather(
-                    _pack(producer, bodies, tag, partition, partition_key, properties or {}),
-                    _last_sequences(producer, candidates),
-                )
-                for batch in batches:
-                    await producer.send_batch(batch)
-                after = await _last_sequences(producer, candidates)
+            candidates = [partition] if partition is not None else await producer.get_partition_ids()
+            batches, before = await asyncio.gather(
+                _pack(producer, bodies, tag, partition, partition_key, properties or {}),
+                _last_sequences(producer, candidates),
+            )
+            for batch in batches:
+                await producer.send_batch(batch)
+            after = await _last_sequences(producer, candidates)
             found = sequence_numbers_by_count(len(bodies), before, after)
             if found is None:
                 # Other producers wrote to the same partitions meanwhile: find ours by their tag.
@@ -97,8 +124,6 @@ async def send_events(
         raise HubError(f"send to {endpoint.describe()}: no answer within {timeout:g} s") from None
     except EventHubError as exc:
         raise HubError(f"send to {endpoint.describe()} failed: {endpoint.redact(first_line(exc))}") from None
-    finally:
-        await endpoint.close()
     missing = [i for i in range(len(bodies)) if i not in found]
     if missing:
         raise HubError(

@@ -37,7 +37,8 @@ def test_a_bad_reducer_is_found_before_anything_is_created(tmp_path: Path) -> No
 
 
 def test_a_bad_connection_string_names_the_flag(tmp_path: Path) -> None:
-    result = statepump("send", "--connection-string", "Endpoint=sb://h/;secret-part", "{}", data=tmp_path)
+    event = '{"op": "set", "path": "a", "value": 1}'
+    result = statepump("send", "--connection-string", "Endpoint=sb://h/;secret-part", event, data=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "statepump send: --connection-string: every part must be Name=Value (one part has no '=')"
@@ -78,7 +79,8 @@ def test_ready_line_query_output_and_a_restart_from_the_local_snapshot(tmp_path:
         assert indented.stdout.splitlines()[:3] == ["{", '  "n1": 1,', '  "n2": 2,']
 
         # A poison event (policy stop): the sidecar says once, plainly, that it is not ready and why.
-        poison = statepump("send", "5", data=data)  # JSON, but not an object: the config reducer cannot apply it
+        # JSON, but not an object: the config reducer cannot apply it (send refuses it unless --force).
+        poison = statepump("send", "5", "--force", data=data)
         assert poison.stdout.split() == ["4"], poison.stderr
         line = _wait_for_line(first.log, "not serving as ready:")
         assert "ERROR statepump.pump: not serving as ready: poison event 4 on partition 0: " in line, line
