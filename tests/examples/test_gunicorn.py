@@ -70,7 +70,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     gunicorn = Served(
         "gunicorn",
         ["-m", "gunicorn", "-c", "examples/gunicorn/config.py"],
-        {"STATEPUMP_SOCKET": str(socket), "BIND": f"127.0.0.1:{port}", "WORKERS": "2"},
+        # The plain-socket variant (app.py); test_gunicorn_relayed.py runs the default, a pump per worker.
+        {
+            "STATEPUMP_SOCKET": str(socket),
+            "BIND": f"127.0.0.1:{port}",
+            "WORKERS": "2",
+            "STATEPUMP_EXAMPLE_CLIENT": "socket",
+        },
         data_dir / "gunicorn.log",
     )
     hub: Hub | None = None
