@@ -77,6 +77,7 @@ from statepump.core.httpapi import (
 )
 from statepump.serving import relayserving
 from statepump.serving.explore import PREFIXES as EXPLORE_PREFIXES
+from statepump.serving.explore import StatusStream
 from statepump.serving.metrics import RequestStats
 from statepump.serving.watch import Watcher, Watchers, changed
 
@@ -146,8 +147,9 @@ class Host(Protocol):
 
     def plain(self, endpoint: Endpoint, request: Request) -> tuple[bytes, int]: ...
 
-    def explore(self, request: Request) -> tuple[bytes, int, str]:
-        """``/v1/history``, ``/v1/diff``, ``/v1/children``, ``/ui``: the response, its status, its metrics label."""
+    def explore(self, request: Request, peer: Any) -> tuple[bytes, int, str] | StatusStream:
+        """``/v1/history``, ``/v1/diff``, ``/v1/children``, ``/ui``: the response, its status, its metrics label
+        (or the console's status stream)."""
         ...
 
     def event(self, query: EventQuery, request: Request) -> tuple[bytes, int]:
@@ -314,8 +316,14 @@ class ApiConnection(asyncio.Protocol):
                 server.requests.observe("state", hit[1], time.perf_counter() - started)
                 return
         if request.target.startswith(EXPLORE_PREFIXES):  # history, diff, children, the console
-            encoded, status, label = server.explore(request)
-            self._answer(request, label, status, encoded, started)
+            answered = server.explore(request, transport.get_extra_info("peername"))
+            if isinstance(answered, tuple):
+                encoded, status, label = answered
+                self._answer(request, label, status, encoded, started)
+            else:  # the console's status stream
+                self._streaming = True
+                server.requests.observe("ui", 200, 0.0)
+                self._spawn(answered.run(transport.write, self._drain, lambda: self._closing, self._close))
             return
         try:
             target = relayserving.relay_route(request) or route(request, server.limits)

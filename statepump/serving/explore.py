@@ -18,9 +18,11 @@ b'HTTP/1.1 400 Bad Request'
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes
@@ -30,7 +32,8 @@ from pyrsistent import PMap, PSet, PVector
 from statepump.core import changes, statejson, timeline
 from statepump.core.events import Version
 from statepump.core.history import History
-from statepump.core.httpapi import HttpError, Request, error_body, error_response, response
+from statepump.core.httpapi import HttpError, Request, chunk, error_body, error_response, response, stream_head
+from statepump.settings import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ class Explorer:
     def __init__(self, pump: Any) -> None:
         self.pump = pump
         self.checkpoints = timeline.Checkpoints()
+        #: Seconds between two status events of ``/ui/stream`` (the console's live chart).
+        self.stream_interval = 1.0
         self._unsubscribe: Callable[[], None] | None = None
 
     @property
@@ -85,8 +90,18 @@ class Explorer:
 
     # ------------------------------------------------------------------ requests
 
-    def answer(self, request: Request) -> tuple[bytes, int, str]:
-        """The response to ``request``, its status and its metrics label (500 for a bug, logged)."""
+    def answer(self, request: Request, peer: Any = None) -> tuple[bytes, int, str] | StatusStream:
+        """The response to ``request``, its status and its metrics label (500 for a bug, logged).
+
+        ``peer`` is the client's address: until the API has a token for clients beyond this
+        machine, the console and these views answer TCP clients on loopback only (a Unix
+        socket, which ``kubectl port-forward`` reaches, is local by construction).
+        """
+        if isinstance(peer, tuple) and peer and not is_loopback(str(peer[0])):
+            body = error_body(403, "the console and history are served to loopback clients only")
+            return response(403, body, keep_alive=False), 403, "ui"
+        if request.target == b"/ui/stream" and request.method == "GET":
+            return StatusStream(self.pump, self.stream_interval)
         try:
             return self._answer(request)
         except Exception:
@@ -214,6 +229,36 @@ class Explorer:
             http10=request.http10,
             head=request.method == "HEAD",
         )
+
+
+class StatusStream:
+    """``GET /ui/stream``: the pump's status as one Server-Sent Event (``event: status``) a second."""
+
+    def __init__(self, pump: Any, interval: float) -> None:
+        self.pump = pump
+        self.interval = interval
+
+    async def run(
+        self,
+        write: Callable[[bytes], None],
+        drain: Callable[[], Awaitable[None]],
+        closing: Callable[[], bool],
+        close: Callable[[], None],
+    ) -> None:
+        """Write the stream until the client goes or the server stops (which cancels it)."""
+        try:
+            headers = [(b"Cache-Control", b"no-cache"), (b"X-Accel-Buffering", b"no")]
+            write(stream_head(200, b"text/event-stream", headers, keep_alive=False))
+            write(chunk(b"retry: 1000\n\n"))  # EventSource reconnects after a second when the sidecar restarts
+            while not closing():
+                status = json.dumps(self.pump.status(), separators=(",", ":"), default=str)
+                write(chunk(b"event: status\ndata: " + status.encode() + b"\n\n"))
+                await drain()
+                await asyncio.sleep(self.interval)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            close()
 
 
 def children(node: Any, path: tuple[str, ...], offset: int, limit: int, prefix: str = "") -> dict[str, Any]:

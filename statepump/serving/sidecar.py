@@ -50,7 +50,7 @@ from statepump.core.history import History
 from statepump.core.httpapi import DEFAULT_SOCKET_PATH, Endpoint, EventQuery, Limits, Request, event_response, response
 from statepump.serving import metrics
 from statepump.serving.apiconnection import ApiConnection
-from statepump.serving.explore import Explorer
+from statepump.serving.explore import Explorer, StatusStream
 from statepump.serving.watch import Watchers
 from statepump.settings import is_loopback
 
@@ -332,8 +332,8 @@ class Server:
     def event(self, query: EventQuery, request: Request) -> tuple[bytes, int]:
         return event_response(self.pump.history, query, request)
 
-    def explore(self, request: Request) -> tuple[bytes, int, str]:
-        return self.explorer.answer(request)
+    def explore(self, request: Request, peer: Any = None) -> tuple[bytes, int, str] | StatusStream:
+        return self.explorer.answer(request, peer)
 
     def plain(self, endpoint: Endpoint, request: Request) -> tuple[bytes, int]:
         head = request.method == "HEAD"
