@@ -134,7 +134,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="emulator: address to listen on")
     port: int = Field(5672, ge=0, le=65535, description="emulator: AMQP port (0: any free port)")
     namespace_name: str = Field("emulator", description="emulator: namespace name (used in Capture file names)")
-    partitions: int = Field(2, ge=1, le=1024, description="emulator: number of partitions")
+    # One: a configuration hub needs one total order, and a pump reads one partition.
+    partitions: int = Field(1, ge=1, le=1024, description="emulator: number of partitions")
     data: Path | None = Field(None, description="emulator: directory for its partition logs")
     in_memory: bool = Field(False, description="emulator: keep events in memory only")
     retention: float | None = Field(None, gt=0, description="emulator: drop events older than this many seconds")
