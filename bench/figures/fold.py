@@ -25,7 +25,7 @@ from statepump.core.fold import fold
 from statepump.core.reducer import Reducer
 
 BATCH = 1_000
-GOAL = 100_000
+GOAL = 0.5  # x the dict loop's rate, measured in the same run
 
 
 def run(size: Size) -> Figure:
@@ -101,8 +101,8 @@ def run(size: Size) -> Figure:
         spread(ours.median, ours.min, ours.max) + " events/s",
         f"`dict` loop: {anchor.median:,.0f} events/s",
         f"{ours.median / anchor.median:.2f}× the dict",
-        f"≥ {GOAL:,} events/s",
-        ours.median >= GOAL,
+        f"≥ {GOAL:g}× the dict",
+        ours.median >= GOAL * anchor.median,
         (
             f"With the cyclic collector on, the same fold runs at {spread(gc_on.median, gc_on.min, gc_on.max)} "
             f"events/s ({ours.median / gc_on.median:,.1f}× slower), and one immutable update per event at "
