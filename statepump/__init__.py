@@ -41,6 +41,8 @@ from statepump.core.errors import (
 from statepump.core.events import Event, PartitionBounds, Version
 from statepump.core.markup import markup
 from statepump.core.reducer import Reducer, Transient, load_reducer, reducer
+from statepump.core.writecheck import Refused
+from statepump.publisher import Publisher, SyncPublisher
 from statepump.pump import Pump, PumpFailed
 
 oldpaths.install()
@@ -50,15 +52,18 @@ __all__ = [
     "Event",
     "PartitionBounds",
     "PoisonEventError",
+    "Publisher",
     "Pump",
     "PumpFailed",
     "Reducer",
+    "Refused",
     "Rejected",
     "SequenceGapError",
     "ServiceUnavailable",
     "SnapshotCorrupt",
     "SnapshotExists",
     "StatepumpError",
+    "SyncPublisher",
     "Transient",
     "Version",
     "config",
