@@ -124,7 +124,9 @@ def make_pump(
 ) -> Pump[Any]:
     """A pump wired as the settings say (``source``/``store`` may be given, e.g. in tests)."""
     dead_letter: DeadLetter | None = None
-    if settings.poison_policy == "skip":
+    if "dead_letter" in overrides:  # given (time travel replays without recording poison events again)
+        dead_letter = overrides.pop("dead_letter")
+    elif settings.poison_policy == "skip":
         dead_letter = make_dead_letter(settings)
     from statepump.core.history import History
 

@@ -117,7 +117,8 @@ async def state_at(
         bounds = await source.bounds()
         if sequence > bounds.last:
             raise TimeTravelFailed(f"sequence {sequence} is not in the hub yet: its last event is {bounds.last}")
-        pump = make_pump(settings, source=source, store=AtMost(store, sequence), until=sequence)
+        # The poison events a replay passes under --poison-policy skip were recorded when first folded.
+        pump = make_pump(settings, source=source, store=AtMost(store, sequence), until=sequence, dead_letter=None)
         await _replay(pump, sequence)
         return pump.version
     finally:

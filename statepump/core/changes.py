@@ -36,6 +36,7 @@ from typing import Any, Literal, cast
 from pyrsistent import PMap, pmap
 
 from statepump.core.events import Event
+from statepump.core.pyrsistent_internals import differing_pairs
 from statepump.core.reducer import Reducer
 from statepump.core.statejson import MISSING
 
@@ -184,11 +185,14 @@ def _diff(old: Any, new: Any, path: Path, out: list[Change]) -> None:
     elif new is MISSING:
         out.append(Change("removed", path, old, None))
     elif isinstance(old, PMap) and isinstance(new, PMap):
-        get = old.get
-        for key, value in old.items():
+        # Only the buckets the two maps do not share can hold a difference (pyrsistent_internals says why).
+        pairs = differing_pairs(old, new)
+        olds, news = (old.items(), new.items()) if pairs is None else pairs
+        for key, value in olds:
             if key not in new:
                 out.append(Change("removed", (*path, key), value, None))
-        for key, value in new.items():
+        get = old.get
+        for key, value in news:
             before = get(key, MISSING)
             if before is not value:
                 _diff(before, value, (*path, key), out)

@@ -174,3 +174,44 @@ async def test_children_are_paged_and_bad_parameters_are_400(socket_dir: Path) -
     finally:
         await server.stop(grace=1.0)
         await pump.stop()
+
+
+async def test_memory_follows_the_rings_bound_not_the_number_of_events() -> None:
+    import gc
+    import tracemalloc
+
+    from statepump.serving.explore import Explorer
+
+    source = MemorySource(max_wait=0.05)
+    pump: Pump[Any] = Pump(source, history=History(max_events=500))
+    await pump.start()
+    explorer = Explorer(pump)
+    try:
+        await pump.wait_ready(timeout=10)
+        explorer.start()
+
+        async def feed(start: int, count: int) -> None:
+            for n in range(start, start + count):
+                source.append({"op": "set", "path": f"k{n % 50}", "value": "x" * 100 + str(n)})
+                if n % 100 == 99:
+                    await pump.wait_for(n, timeout=10)
+                    source.expire(n - 200)  # the source forgets, as a hub's retention does
+
+        tracemalloc.start()
+        try:
+            await feed(0, 3000)
+            gc.collect()
+            before = tracemalloc.get_traced_memory()[0]
+            await feed(3000, 20_000)
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert len(pump.history) <= 500
+        assert len(explorer.checkpoints) <= 501
+        assert after - before < 1_000_000, (before, after)  # 20,000 more events of ~130 bytes: 2.6 MB if kept
+        kept = explorer.diff(pump.history.oldest or 0, pump.version.sequence)
+        assert kept  # the kept range still answers
+    finally:
+        explorer.stop()
+        await pump.stop()
