@@ -36,7 +36,7 @@ from typing import IO, Any, Final, Literal
 import fastavro
 
 from statepump.core.errors import StatepumpError
-from statepump.core.events import Event, EventSlots
+from statepump.core.events import Event, EventSlots, canonical_properties, needs_canonical
 
 #: The Avro schema Capture writes, as the real service embeds it in each file.
 #: Readers never rely on it (they use the writer schema in the file); the
@@ -465,7 +465,8 @@ def _checked_event(record: Any, partition: str, where: str) -> Event:
         offset=offset,
         enqueued_time=enqueued,
         partition_key=key if isinstance(key, str) else None,
-        properties=properties,
+        # The union's bytes branch holds text the hub hands over as text: the canonical form (Event).
+        properties=canonical_properties(properties) if needs_canonical(properties) else properties,
         body=body,
     )
 
@@ -545,6 +546,8 @@ def _decode_records(records: Iterable[Any], partition: str, name: str, position:
                         odd = record
                         break
                 key = system.get("x-opt-partition-key")
+                if properties and needs_canonical(properties):
+                    properties = canonical_properties(properties)  # UTF-8 bytes are text (see Event)
                 # new_event, inlined (see EventSlots)
                 event: Any = slots()
                 event.partition = partition

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 S = TypeVar("S")
@@ -25,6 +25,20 @@ class Event:
     ``sequence`` is the partition's sequence number (0, 1, 2, ... with no
     holes on the service); ``offset`` is the service's opaque string offset.
 
+    Every source (hub, Capture, memory, relay) gives the *canonical* form, the
+    one that survives Capture's Avro union (``long``, ``double``, ``string``,
+    ``bytes``, ``null``), so that a reducer reading properties or times folds
+    the same on a node that caught up from Capture as on one that read the hub
+    (:func:`canonical_properties`, :func:`canonical_time`):
+
+    * ``enqueued_time``: aware, UTC, to the millisecond (what the service
+      keeps; Capture records without ``x-opt-enqueued-time`` hold seconds only);
+    * property names are text; values are ``int`` (64-bit signed; a boolean is
+      ``0``/``1``, as Capture stores it), ``float``, ``str``, ``bytes`` or
+      ``None``; a time is ``int`` milliseconds since the epoch; bytes that are
+      valid UTF-8 are ``str`` (the SDK's decoder hands AMQP strings over as
+      bytes, so the hub cannot tell them apart); anything else is its text.
+
     >>> from datetime import datetime, timezone
     >>> e = Event("0", 7, "7", datetime(2026, 1, 1, tzinfo=timezone.utc), None, {}, b"{}")
     >>> e.sequence
@@ -38,6 +52,77 @@ class Event:
     partition_key: str | None
     properties: Mapping[str, Any]
     body: bytes
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def canonical_value(value: Any) -> int | float | str | bytes | None:
+    """One property value in the canonical form (see :class:`Event`).
+
+    >>> [canonical_value(v) for v in (True, 2**70, b"ok", b"\\xff", 1.5, None)]
+    [1, '1180591620717411303424', 'ok', b'\\xff', 1.5, None]
+    """
+    kind = type(value)
+    if kind is str or kind is float or value is None:
+        return value  # type: ignore[no-any-return]
+    if kind is bool:
+        return int(value)
+    if kind is int:
+        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw
+    if isinstance(value, datetime):
+        when = value if value.utcoffset() is not None else value.replace(tzinfo=UTC)
+        return (when - _EPOCH) // _MS
+    if isinstance(value, int | float):  # subclasses (an IntEnum, numpy scalars)
+        return canonical_value(int(value) if isinstance(value, int) else float(value))
+    return str(value)
+
+
+def canonical_properties(properties: Mapping[Any, Any] | None) -> dict[str, Any]:
+    """Application properties in the canonical form: text names, canonical values.
+
+    >>> canonical_properties({b"n": True, "t": b"text"})
+    {'n': 1, 't': 'text'}
+    """
+    if not properties:
+        return {}
+    return {
+        (k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): canonical_value(v)
+        for k, v in properties.items()
+    }
+
+
+def needs_canonical(properties: Mapping[Any, Any]) -> bool:
+    """Whether :func:`canonical_properties` would change ``properties`` (a cheap check for hot loops)."""
+    for key, value in properties.items():
+        kind = type(value)
+        if type(key) is not str or not (kind is str or kind is float or value is None or kind is int):
+            return True
+        if kind is int and not _INT64_MIN <= value <= _INT64_MAX:
+            return True
+    return False
+
+
+def canonical_time(when: datetime) -> datetime:
+    """An enqueued time in the canonical form: aware, UTC, whole milliseconds.
+
+    >>> canonical_time(datetime(2026, 1, 1, 12, 0, 0, 123456)).isoformat()
+    '2026-01-01T12:00:00.123000+00:00'
+    """
+    if when.utcoffset() is None:
+        when = when.replace(tzinfo=UTC)
+    elif when.tzinfo is not UTC:
+        when = when.astimezone(UTC)
+    micros = when.microsecond
+    return when if micros % 1000 == 0 else when.replace(microsecond=micros - micros % 1000)
 
 
 class EventSlots:

@@ -31,7 +31,7 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient
 
 from statepump.core.errors import ConfigError
-from statepump.core.events import Event, PartitionBounds
+from statepump.core.events import Event, PartitionBounds, canonical_properties, canonical_time
 from statepump.eventhubs.connection import HubEndpoint
 from statepump.eventhubs.failures import Backoff, Failure, HubUnreachable, classify, first_line, rejection
 from statepump.eventhubs.receiver import Broken, PartitionReceiver
@@ -43,25 +43,20 @@ log = logging.getLogger("statepump.sources.eventhub")
 
 
 def to_event(data: EventData, partition: str) -> Event:
-    """Convert the SDK's event: str property keys (and UTF-8 values), bytes body, UTC time.
+    """Convert the SDK's event to the canonical form (see :class:`~statepump.core.events.Event`).
+
+    Text property names; booleans as 0/1 and times as milliseconds, as Capture
+    stores them; bytes that are UTF-8 as text (the SDK's decoder returns AMQP
+    strings as bytes); the enqueued time aware, UTC, in milliseconds.
 
     >>> from datetime import datetime
     >>> e = to_event(EventData(b"{}"), "0")
     >>> (e.body, e.partition, e.enqueued_time.tzinfo is not None)
     (b'{}', '0', True)
     """
-    properties: dict[str, Any] = {}
-    for key, value in (data.properties or {}).items():
-        name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-        if isinstance(value, bytes):
-            # The SDK's decoder returns AMQP strings as bytes: give text back when it is text.
-            with contextlib.suppress(UnicodeDecodeError):
-                value = value.decode("utf-8")
-        properties[name] = value
+    properties = canonical_properties(data.properties)
     partition_key = data.partition_key
-    enqueued = data.enqueued_time or datetime.fromtimestamp(0, UTC)
-    if enqueued.tzinfo is None:
-        enqueued = enqueued.replace(tzinfo=UTC)
+    enqueued = canonical_time(data.enqueued_time or datetime.fromtimestamp(0, UTC))
     return Event(
         partition=partition,
         sequence=data.sequence_number if data.sequence_number is not None else -1,

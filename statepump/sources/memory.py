@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from statepump.core.events import Event, PartitionBounds
+from statepump.core.events import Event, PartitionBounds, canonical_properties, canonical_time
 
 
 class MemorySource:
@@ -62,7 +62,11 @@ class MemorySource:
         partition_key: str | None = None,
         enqueued_time: datetime | None = None,
     ) -> Event:
-        """Append one event (a JSON-able body is encoded) and wake readers; thread-safe."""
+        """Append one event (a JSON-able body is encoded) and wake readers; thread-safe.
+
+        Properties and the time are stored in the canonical form, as the hub would hand them back
+        (see :class:`~statepump.core.events.Event`).
+        """
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         with self._lock:
             n = self._first + len(self._events)
@@ -70,9 +74,9 @@ class MemorySource:
                 self.partition,
                 n,
                 str(n),
-                enqueued_time or datetime.now(UTC),
+                canonical_time(enqueued_time or datetime.now(UTC)),
                 partition_key,
-                dict(properties or {}),
+                canonical_properties(properties),
                 data,
             )
             self._events.append(event)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -35,6 +35,31 @@ async def collect(source: EventSource, after: int, count: int, timeout: float = 
     except TimeoutError:
         pass
     return events
+
+
+#: A property of every type a writer may set, and what each becomes in the canonical Event (see Event's docstring).
+EVERY_PROPERTY_TYPE: Mapping[str, Any] = {
+    "text": "été",
+    "utf8-bytes": b"plain",
+    "binary": b"\xff\x00\xfe",
+    "int": -7,
+    "large": 2**31 - 1,  # the SDK sends an int as an AMQP int (32 bits)
+    "float": 0.25,
+    "true": True,
+    "false": False,
+    "none": None,
+}
+CANONICAL: Mapping[str, Any] = {
+    "text": "été",
+    "utf8-bytes": "plain",
+    "binary": b"\xff\x00\xfe",
+    "int": -7,
+    "large": 2**31 - 1,  # the SDK sends an int as an AMQP int (32 bits)
+    "float": 0.25,
+    "true": 1,
+    "false": 0,
+    "none": None,
+}
 
 
 def bodies(n: int, start: int = 0) -> list[Published]:
@@ -88,6 +113,22 @@ class SourceConformance:
             events = await collect(source, -1, 3)
             assert [dict(e.properties).get("n") for e in events] == [0, 1, 2]
             assert all(dict(e.properties).get("kind") == "test" for e in events)
+        finally:
+            await source.close()
+
+    async def test_every_property_type_arrives_in_the_one_canonical_form(self, publish: Publish) -> None:
+        # Identical Events whatever the source: a reducer reading properties or times folds the same
+        # on a node that caught up from Capture as on one that read the hub or a relay.
+        source = await publish([(b"{}", EVERY_PROPERTY_TYPE), (b"{}", {})])
+        try:
+            first, second = await collect(source, -1, 2)
+            properties = dict(first.properties)
+            assert properties == CANONICAL
+            assert {k: type(v) for k, v in properties.items()} == {k: type(v) for k, v in CANONICAL.items()}
+            assert dict(second.properties) == {}
+            for event in (first, second):
+                assert event.enqueued_time.utcoffset() == timedelta(0)
+                assert event.enqueued_time.microsecond % 1000 == 0  # whole milliseconds
         finally:
             await source.close()
 
