@@ -14,6 +14,10 @@ between partitions, event hubs and prefixes is tested on shared storage::
 
 The class name does not start with ``Test`` so pytest collects it only
 through its subclasses.
+
+A read-only store (a relay's current snapshot) passes the reading half,
+:class:`ReadOnlyStoreConformance`, and refuses writes and deletes as it
+documents.
 """
 
 from __future__ import annotations
@@ -176,3 +180,53 @@ class SnapshotStoreConformance:
         assert ref.size == len(data)
         assert [r.size for r in await store.list()] == [len(data)]
         assert await store.read(ref) == data
+
+
+class SeededStore(Protocol):
+    def __call__(self, sequence: int) -> Awaitable[tuple[SnapshotStore, bytes]]: ...
+
+
+class ReadOnlyStoreConformance:
+    """What a read-only store (a relay's snapshot, ``RelayStore``) must do: the reading half of the contract.
+
+    Writing and deleting are the writer's (the snapshotter's) business, and a
+    read-only store refuses both with one line naming itself, never pretends:
+    a refused write leaves the listing as it was. Subclass and override
+    ``seeded``: a factory of a store that holds a snapshot at ``sequence``,
+    returning the store and the bytes it must read back.
+    """
+
+    @pytest.fixture
+    def seeded(self) -> SeededStore:
+        raise NotImplementedError("a read-only store test class must override the seeded fixture")
+
+    async def test_is_a_snapshot_store_with_a_description(self, seeded: SeededStore) -> None:
+        store, _ = await seeded(5)
+        assert isinstance(store, SnapshotStore)
+        assert isinstance(store.description, str)
+        assert store.description
+
+    async def test_lists_what_it_holds_and_reads_it_back(self, seeded: SeededStore) -> None:
+        store, data = await seeded(42)
+        listed = await store.list()
+        assert [r.sequence for r in listed] == [42]
+        assert parse_sequence(listed[0].name) == 42
+        assert listed[0].size == len(data)
+        assert await store.read(listed[0]) == data
+
+    async def test_a_ref_it_does_not_hold_is_file_not_found(self, seeded: SeededStore) -> None:
+        store, _ = await seeded(7)
+        [ref] = await store.list()
+        with pytest.raises(FileNotFoundError):
+            await store.read(SnapshotRef(8, ref.name.replace(f"{7:020d}", f"{8:020d}")))
+
+    async def test_writes_and_deletes_are_refused_with_one_line_and_change_nothing(self, seeded: SeededStore) -> None:
+        store, data = await seeded(9)
+        [ref] = await store.list()
+        with pytest.raises(Exception, match="read-only") as refused:
+            await store.write(10, b"x")
+        assert "\n" not in str(refused.value) and store.description in str(refused.value)
+        with pytest.raises(Exception, match="read-only"):
+            await store.delete(ref)
+        assert [r.sequence for r in await store.list()] == [9]
+        assert await store.read((await store.list())[0]) == data
