@@ -76,6 +76,8 @@ def main() -> None:
         f"children page (100) of a 1,000,000-key map at offset 0: {median_ms(lambda: children(big, (), 0, 100)):.2f} ms"
     )
     print(f"children page (100) at offset 500,000: {median_ms(lambda: children(big, (), 500_000, 100)):.1f} ms")
+    deep = median_ms(lambda: children(big, (), 0, 100, cursor=700_000))
+    print(f"children page (100) by cursor, deep in the map: {deep:.2f} ms")
     prefixed = median_ms(lambda: children(big, (), 0, 100, "key-99999"))
     print(f"children by prefix 'key-99999' (sorted matches): {prefixed:.0f} ms")
 

@@ -154,15 +154,22 @@ function childItem(parent, child) {
   return li;
 }
 
-async function loadChildren(list, path, offset = 0, prefix = "") {
+async function loadChildren(list, path, offset = 0, prefix = "", cursor = null) {
   const started = performance.now();
-  let url = `/v1/children?path=${encodePath(path)}&offset=${offset}&limit=${PAGE}`;
+  let url = `/v1/children?path=${encodePath(path)}&limit=${PAGE}`;
+  url += cursor === null ? `&offset=${offset}` : `&cursor=${cursor}`;
   if (prefix) url += `&prefix=${encodeURIComponent(prefix)}`;
   const page = await getJSON(url);
   for (const child of page.children) list.append(childItem(path, child));
-  if (page.next_offset !== null && page.next_offset !== undefined) {
-    const more = el("li", {}, el("button", { class: "more" }, `more (${page.total - page.next_offset} left)`));
-    more.firstChild.addEventListener("click", () => { more.remove(); loadChildren(list, path, page.next_offset, prefix); });
+  const shown = list.querySelectorAll(":scope > li[data-path]").length;
+  // A large map is paged by cursor in its own order, a small one by offset in key order.
+  const nextCursor = page.next_cursor ?? null, nextOffset = page.next_offset ?? null;
+  if (nextCursor !== null || nextOffset !== null) {
+    const more = el("li", {}, el("button", { class: "more" }, `more (${page.total - shown} left)`));
+    more.firstChild.addEventListener("click", () => {
+      more.remove();
+      loadChildren(list, path, nextOffset ?? 0, prefix, nextCursor);
+    });
     list.append(more);
   }
   list.dataset.loadMs = (performance.now() - started).toFixed(1);

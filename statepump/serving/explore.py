@@ -33,6 +33,7 @@ from statepump.core import changes, statejson, timeline
 from statepump.core.events import Version
 from statepump.core.history import History
 from statepump.core.httpapi import HttpError, Request, chunk, error_body, error_response, response, stream_head
+from statepump.core.pyrsistent_internals import keys_starting_with, pairs_from
 from statepump.settings import is_loopback
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 #: The request targets this module answers (the connection checks the prefix first).
 PREFIXES: Final = (b"/v1/history", b"/v1/diff", b"/v1/children", b"/ui")
 
+#: The largest sequence number, offset or cursor taken (as openapi.yaml says).
+_LARGEST: Final = 999_999_999_999_999_999
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 #: A map with more keys than this is paged in its own (hash) order: sorting a million keys per page costs seconds.
@@ -199,9 +202,10 @@ class Explorer:
         return changes.diff(statejson.walk(old, path), statejson.walk(new, path), path)
 
     def _children(self, query: dict[str, str]) -> bytes:
-        _only(query, ("path", "offset", "limit", "prefix"))
+        _only(query, ("path", "offset", "limit", "prefix", "cursor"))
         path = changes.split(query.get("path", ""))
         offset = _int(query, "offset", 0, 0, None)
+        cursor = _int(query, "cursor", None, 0, None)
         limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         assert offset is not None
         assert limit is not None
@@ -212,7 +216,8 @@ class Explorer:
             error = HttpError(404, f"no value at path {changes.render(path)!r}")
             error.fields = {"path": changes.render(path), "sequence": version.sequence}  # type: ignore[attr-defined]
             raise error
-        return statejson.encode(children(node, path, offset, limit, prefix) | {"sequence": version.sequence})
+        page = children(node, path, offset, limit, prefix, cursor=cursor)
+        return statejson.encode(page | {"sequence": version.sequence})
 
     def _asset(self, raw_path: bytes, request: Request) -> bytes:
         name = raw_path[len(b"/ui") :].lstrip(b"/").decode("ascii", "replace") or "index.html"
@@ -261,12 +266,15 @@ class StatusStream:
             close()
 
 
-def children(node: Any, path: tuple[str, ...], offset: int, limit: int, prefix: str = "") -> dict[str, Any]:
+def children(
+    node: Any, path: tuple[str, ...], offset: int, limit: int, prefix: str = "", *, cursor: int | None = None
+) -> dict[str, Any]:
     """One page of ``node``'s children, each with its kind and size (scalars with their value).
 
     Maps up to :data:`SORTED_UP_TO` keys are paged in key order; larger ones in
-    their own order, which is stable for one version (``prefix`` narrows them,
-    and the matches are sorted).
+    their own order, stable for one version, by ``cursor`` (``next_cursor``: a
+    page costs its size, not its depth; a page may hold a few more than
+    ``limit``, whole buckets); ``prefix`` narrows a map to its sorted matches.
 
     >>> from pyrsistent import freeze
     >>> page = children(freeze({"b": {"x": 1}, "a": 2}), (), 0, 10)
@@ -276,15 +284,20 @@ def children(node: Any, path: tuple[str, ...], offset: int, limit: int, prefix: 
     kind, size = _kind(node)
     items: Any
     ordered = True
+    next_cursor: int | None = None
     if isinstance(node, PMap):
         if prefix:
-            keys = sorted((k for k in node if str(k).startswith(prefix)), key=str)
+            keys = sorted(keys_starting_with(node, prefix), key=str)
             total = len(keys)
             items = ((k, node[k]) for k in keys[offset : offset + limit])
         elif len(node) <= SORTED_UP_TO:
             keys = sorted(node.keys(), key=str)
             total = len(keys)
             items = ((k, node[k]) for k in keys[offset : offset + limit])
+        elif cursor is not None or offset == 0:
+            ordered = False
+            total = len(node)
+            items, next_cursor = pairs_from(node, cursor or 0, limit)
         else:
             ordered = False
             total = len(node)
@@ -315,7 +328,8 @@ def children(node: Any, path: tuple[str, ...], offset: int, limit: int, prefix: 
         "offset": offset,
         "sorted": ordered,
         "children": out,
-        "next_offset": offset + len(out) if offset + len(out) < total else None,
+        "next_offset": offset + len(out) if offset + len(out) < total and ordered else None,
+        "next_cursor": next_cursor,
     }
 
 
@@ -362,7 +376,8 @@ def _int(query: dict[str, str], name: str, default: int | None, low: int, high: 
         return default
     digits = raw.removeprefix("-")
     value = int(raw) if digits.isascii() and digits.isdigit() and len(digits) <= 19 else None
-    if value is None or value < low or (high is not None and value > high):
-        span = f"from {low}" + (f" to {high}" if high is not None else "")
+    high = _LARGEST if high is None else high
+    if value is None or value < low or value > high:
+        span = f"from {low} to {high}"
         raise HttpError(400, f"query parameter {name!r} must be an integer {span}, not {raw[:40]!r}")
     return value
