@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from azure.eventhub import EventHubProducerClient
@@ -94,10 +95,12 @@ class EmulatorProcess:
         admin: bool = False,
         capture_dir: Path | None = None,
         capture_interval: float | None = None,
+        extra: Sequence[str] = (),
     ) -> EmulatorProcess:
         """An emulator (not started yet) on a free port, with its admin endpoint on another if ``admin``.
 
-        Events are kept under ``data_dir``, or in memory without it.
+        Events are kept under ``data_dir``, or in memory without it; ``extra`` are more flags of
+        ``python -m statepump.emulator`` (``["--consumer-group", "web-{1..3}", "--throughput-units", "1"]``).
         """
         port = free_port()
         admin_port = free_port() if admin else None
@@ -111,7 +114,7 @@ class EmulatorProcess:
             args += ["--capture-dir", str(capture_dir)]
         if capture_interval is not None:
             args += ["--capture-interval", str(capture_interval)]
-        return cls(args, port, admin_port, log_path)
+        return cls([*args, *extra], port, admin_port, log_path)
 
     @property
     def connection_string(self) -> str:

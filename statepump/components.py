@@ -83,7 +83,7 @@ def make_hub(settings: Settings) -> EventSource:
     """The Event Hubs source for the configured partition."""
     from statepump.sources.eventhub import EventHubSource
 
-    return EventHubSource(**hub_arguments(settings))
+    return EventHubSource(**hub_arguments(settings), node_id=settings.node_id)
 
 
 def hub_arguments(settings: Settings) -> dict[str, Any]:

@@ -50,7 +50,16 @@ class Settings(BaseSettings):
         None, description="event hub name (default: the connection string's EntityPath, or 'hub')"
     )
     partition: str = Field("0", description="partition id to pump")
-    consumer_group: str = Field("$Default", description="consumer group")
+    consumer_group: str = Field(
+        "$Default",
+        description="consumer group, or a pool of them: a comma list, a name may hold one numbered range "
+        "(statepump-web-{01..20}); a full group (5 readers) moves the pump on to the next",
+    )
+    node_id: str | None = Field(
+        None,
+        description="stable name of this node (e.g. the pod name): picks its first consumer group of the pool "
+        "[default: the host name]",
+    )
     reducer: str = Field("config", description="reducer: 'config', 'markup' or module:callable")
 
     # --- snapshots ------------------------------------------------------------------------
@@ -188,6 +197,14 @@ class Settings(BaseSettings):
     def _no_slashes(cls, value: str | None) -> str | None:
         if value is not None and (not value or "/" in value or value.strip() != value):
             raise ValueError("must be a non-empty name without '/' or surrounding spaces")
+        return value
+
+    @field_validator("consumer_group")
+    @classmethod
+    def _consumer_groups(cls, value: str) -> str:
+        from statepump.core.consumergroups import pool_names
+
+        pool_names(value)  # a ValueError naming the name or range at fault
         return value
 
     @field_validator("capture_name_format")
@@ -490,6 +507,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "run": (
         *COMMON,
         *STORAGE,
+        "node_id",
         "socket",
         "socket_group",
         "listen",
@@ -538,6 +556,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "snapshotter": (
         *COMMON,
         *STORAGE,
+        "node_id",
         "keep",
         "keep_younger_than",
         "dry_run",

@@ -47,28 +47,23 @@ True
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Generic, TypeVar
+
+# The names and their parser are the pump's too (its pool of groups): one parser, in the core.
+from statepump.core.consumergroups import DEFAULT_GROUP as DEFAULT_GROUP
+from statepump.core.consumergroups import MAX_EXPANSION as MAX_EXPANSION
+from statepump.core.consumergroups import RECEIVERS_PER_PARTITION as RECEIVERS_PER_PARTITION
+from statepump.core.consumergroups import check_group_name as check_group_name
+from statepump.core.consumergroups import expand as expand
 
 NOT_FOUND: Final = b"amqp:not-found"
 RESOURCE_LIMIT_EXCEEDED: Final = b"amqp:resource-limit-exceeded"
 STOLEN: Final = b"amqp:link:stolen"
 #: The link property in which the Java and .NET SDKs name a receiver.
 RECEIVER_NAME: Final = b"com.microsoft:receiver-name"
-
-#: The service's limit, on every tier.
-RECEIVERS_PER_PARTITION: Final = 5
-DEFAULT_GROUP: Final = "$Default"
-
-# Consumer group names: 1-50 letters, digits, periods, hyphens and underscores,
-# beginning and ending with a letter or digit ($Default aside).
-_GROUP_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?")
-_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
-#: The most groups one name may expand to (Dedicated's limit per event hub).
-MAX_EXPANSION: Final = 1000
 
 
 class Refused(Exception):
@@ -83,39 +78,6 @@ class Refused(Exception):
 # -- consumer groups ----------------------------------------------------------------
 
 
-def expand(spec: str) -> list[str]:
-    """The consumer group names ``spec`` stands for: names separated by commas, each with at most
-    one numbered range ``{A..B}``, zero-padded as written (as the shell does).
-
-    >>> expand("statepump-web-{01..03}, audit")
-    ['statepump-web-01', 'statepump-web-02', 'statepump-web-03', 'audit']
-    >>> expand("g{8..10}")
-    ['g8', 'g9', 'g10']
-    """
-    names: list[str] = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        ranges = list(_RANGE.finditer(part))
-        if not ranges:
-            names.append(part)
-            continue
-        if len(ranges) > 1:
-            raise ValueError(f"consumer group {part!r}: at most one {{A..B}} range per name")
-        match = ranges[0]
-        low, high = match[1], match[2]
-        if int(low) > int(high):
-            raise ValueError(f"consumer group {part!r}: the range {match[0]} counts down")
-        if int(high) - int(low) + 1 > MAX_EXPANSION:
-            raise ValueError(f"consumer group {part!r}: the range {match[0]} names more than {MAX_EXPANSION} groups")
-        padded = (len(low) > 1 and low.startswith("0")) or (len(high) > 1 and high.startswith("0"))
-        width = max(len(low), len(high)) if padded else 0
-        names.extend(
-            f"{part[: match.start()]}{n:0{width}d}{part[match.end() :]}" for n in range(int(low), int(high) + 1)
-        )
-    return names
-
-
 def numbered(count: int) -> list[str]:
     """The groups ``--consumer-groups N`` creates besides ``$Default``: ``group-1`` ... ``group-N``.
 
@@ -125,24 +87,6 @@ def numbered(count: int) -> list[str]:
     if count < 0:
         raise ValueError(f"--consumer-groups must be 0 or more, not {count}")
     return [f"group-{n}" for n in range(1, count + 1)]
-
-
-def check_group_name(name: str) -> str:
-    """``name`` if the service would accept it as a consumer group name, else :class:`ValueError`.
-
-    >>> check_group_name("statepump-web-01")
-    'statepump-web-01'
-    >>> check_group_name("-web")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: '-web' is not a consumer group name: 1 to 50 letters, digits, '.', '-' or '_', ...
-    """
-    if name.lower() == DEFAULT_GROUP.lower() or _GROUP_NAME.fullmatch(name):
-        return name
-    raise ValueError(
-        f"{name!r} is not a consumer group name: 1 to 50 letters, digits, '.', '-' or '_', "
-        "beginning and ending with a letter or digit"
-    )
 
 
 class ConsumerGroups:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import random
+import re
 from dataclasses import dataclass
 
 from azure.eventhub.exceptions import AuthenticationError
@@ -105,6 +106,8 @@ class Failure(enum.Enum):
     NOT_FOUND = "not found"  # unknown hub, partition or consumer group: report
     POSITION_AHEAD = "position ahead"  # a start past the partition's last event: report
     AUTH = "unauthorized"  # bad key or token, missing role: report
+    #: The consumer group already has its 5 receivers on the partition: another group of the pool may not.
+    RECEIVER_QUOTA = "receiver quota"
 
 
 def classify(exc: BaseException) -> Failure:
@@ -115,6 +118,8 @@ def classify(exc: BaseException) -> Failure:
     <Failure.TRANSIENT: 'transient'>
     >>> classify(EventHubError("New receiver with higher epoch... Error condition: amqp:link:stolen"))
     <Failure.STOLEN: 'stolen'>
+    >>> classify(EventHubError(QUOTA_TEXT + " which is 5. List of connected receivers - nil."))
+    <Failure.RECEIVER_QUOTA: 'receiver quota'>
     """
     if isinstance(exc, AuthenticationError):
         return Failure.AUTH
@@ -122,6 +127,10 @@ def classify(exc: BaseException) -> Failure:
     condition = getattr(exc, "error", None) or ""
     if "link:stolen" in condition or "amqp:link:stolen" in text:
         return Failure.STOLEN
+    if QUOTA_TEXT in text:
+        # The SDK raises it as ConnectionLostError (amqp:resource-limit-exceeded), which it does not
+        # retry; retrying the same group would only be refused again while its five readers stay.
+        return Failure.RECEIVER_QUOTA
     if "argument-out-of-range" in condition or "argument-out-of-range" in text:
         return Failure.POSITION_AHEAD
     if "unauthorized-access" in text or "Status code: 401" in text:
@@ -131,6 +140,23 @@ def classify(exc: BaseException) -> Failure:
     if "NotFound" in text or "amqp:not-found" in text or "Status code: 404" in text:
         return Failure.NOT_FOUND
     return Failure.TRANSIENT
+
+
+#: The service's words for a sixth receiver on a partition and consumer group (``amqp:resource-limit-exceeded``).
+QUOTA_TEXT = "Exceeded the maximum number of allowed receivers per partition in a consumer group"
+_QUOTA_LIMIT = re.compile(re.escape(QUOTA_TEXT) + r" which is (\d+)")
+
+
+def receiver_limit(exc: BaseException, default: int = 5) -> int:
+    """The limit a receiver-quota refusal names (the service's is 5; the emulator's may differ).
+
+    >>> receiver_limit(ValueError(QUOTA_TEXT + " which is 3. List of connected receivers - nil."))
+    3
+    >>> receiver_limit(ValueError("something else"))
+    5
+    """
+    match = _QUOTA_LIMIT.search(str(exc))
+    return int(match[1]) if match else default
 
 
 def first_line(exc: BaseException) -> str:

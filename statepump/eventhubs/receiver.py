@@ -18,7 +18,8 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import PartitionContext
 
 from statepump.eventhubs.connection import HubEndpoint
-from statepump.eventhubs.transport import prompt_receive, quiet_processor_warnings
+from statepump.eventhubs.failures import QUOTA_TEXT
+from statepump.eventhubs.transport import prompt_receive, quiet_processor_warnings, quiet_processor_warnings_about
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class ReceiverClosed(Exception):
 
 
 quiet_processor_warnings(ReceiverClosed)
+# A full consumer group is answered by moving on in the pool (EventHubSource), which logs it in one line.
+quiet_processor_warnings_about(QUOTA_TEXT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +53,8 @@ class PartitionReceiver:
     callback waits while ``queue_batches`` lists are unread, which stops the
     SDK from granting the hub more credit: memory stays within about
     ``prefetch + (queue_batches + 1) * max_batch_size`` events. An error ends
-    the session with a :class:`Broken` item after the events received before it.
+    the session with a :class:`Broken` item after the events received before it. The first item
+    is an empty :class:`Received` when the link is kept before any event arrives (:attr:`held`).
 
     >>> PartitionReceiver.__name__
     'PartitionReceiver'
@@ -91,6 +95,9 @@ class PartitionReceiver:
         self._broken = False
         self._closing = False
         self._started = False  # the SDK got as far as a partition task (whose end close() awaits)
+        #: The service attached the link and kept it: this receiver holds one of the consumer group's
+        #: slots on the partition (announced to the reader by an empty :class:`Received`).
+        self.held = False
         self._ended = asyncio.Event()
 
     def start(self) -> None:
@@ -116,7 +123,16 @@ class PartitionReceiver:
             # Ending the SDK's partition task from inside is what lets its processor stop at
             # once; stopped from outside, it polls its tasks once a second.
             raise ReceiverClosed("the receive session was closed")
-        if not events or self._broken:
+        if self._broken:
+            return
+        if not self.held:
+            # The first callback, idle or not, comes only once the service kept the link
+            # (PromptTransport): the receiver holds its slot in the consumer group.
+            self.held = True
+            if not events:
+                await self._queue.put(Received([], None))
+                return
+        if not events:
             return
         props = context.last_enqueued_event_properties
         last = None

@@ -78,10 +78,13 @@ def receive_pause(*, arrived: bool, waited: float) -> float:
 class Arrivals:
     """The receive side of one SDK consumer: a count of received messages and two wake-ups."""
 
-    __slots__ = ("count", "drained", "event", "full")
+    __slots__ = ("count", "drained", "event", "full", "held")
 
     def __init__(self) -> None:
         self.count = 0
+        #: The link is attached and a receive pass after that raised nothing: the service kept it (a
+        #: refused receiver, e.g. the sixth of a consumer group, is attached and at once detached).
+        self.held = False
         #: Times the receive task found the buffer full and waited for room instead of reading.
         self.full = 0
         #: Set when a message lands in the consumer's buffer (or the receive stops): wakes the callback task.
@@ -155,7 +158,8 @@ class PromptTransport(PyamqpTransportAsync):
                 consumer._last_callback_called_time = now
                 continue
             wait = _STOP_CHECK
-            if max_wait_time:
+            # The first idle callback says "attached and kept" (PartitionReceiver.held): none before.
+            if max_wait_time and signals.held:
                 idle = now - consumer._last_callback_called_time
                 if idle > max_wait_time:
                     await consumer._on_event_received([] if batch else None)
@@ -202,7 +206,13 @@ class PromptTransport(PyamqpTransportAsync):
                         continue
                     before, started = signals.count, time.monotonic()
                     running = await consumer._handler.do_work_async(batch=consumer._prefetch)
-                    pause = receive_pause(arrived=signals.count != before, waited=time.monotonic() - started)
+                    arrived, waited = signals.count != before, time.monotonic() - started
+                    if running and not signals.held and (arrived or waited >= _PASS_WAITED):
+                        # Events came, or a pass blocked on an empty socket: whatever the service sent
+                        # after the attach (a refusal's detach follows it at once) has been read.
+                        signals.held = True
+                        signals.event.set()  # the callback task tells the reader now, not at its next timeout
+                    pause = receive_pause(arrived=arrived, waited=waited)
                     # Even with no pause, yield: the callback task takes what this pass read.
                     await asyncio.sleep(pause)
                 except asyncio.CancelledError:
@@ -273,15 +283,22 @@ _PROCESSOR_LOGGER = "azure.eventhub.aio._eventprocessor.event_processor"
 
 
 class _QuietAbout(logging.Filter):
-    """Drops the processor's records that carry an error of one type among their arguments."""
+    """Drops the processor's records that carry an error of one type (and with ``text``) among their arguments."""
 
-    def __init__(self, error: type[BaseException]) -> None:
+    def __init__(self, error: type[BaseException], text: str | None = None) -> None:
         super().__init__()
         self.error = error
+        self.text = text
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
-        return not any(isinstance(arg, self.error) for arg in args)
+        return not any(isinstance(arg, self.error) and (self.text is None or self.text in str(arg)) for arg in args)
+
+
+def quiet_processor_warnings_about(text: str) -> None:
+    """Keep the SDK's event processor from logging a WARNING for an error whose text has ``text``: an
+    answer the reader handles and logs in its own words (the receiver quota of a consumer group)."""
+    logging.getLogger(_PROCESSOR_LOGGER).addFilter(_QuietAbout(Exception, text))
 
 
 def quiet_processor_warnings(error: type[BaseException]) -> None:

@@ -280,7 +280,7 @@ class Executor(Generic[S]):
             target = min(target, step.until)
         self._publisher.set_phase(f"catching up from the hub to {target}", clear_problem=True)
         self.gap = None
-        if self.version.sequence >= target and not self._upstream_not_ready():
+        if self.version.sequence >= target and not self._upstream_not_ready() and not self._reader_waiting():
             self._become_ready()
         progress = _Progress(self, target, "the hub")
         try:
@@ -297,6 +297,8 @@ class Executor(Generic[S]):
                         # The upstream is catching up itself: caught up means with where it is now.
                         seen = self.source.last_enqueued
                         target = max(target, seen[0]) if seen is not None else target
+                    elif self._reader_waiting():
+                        pass
                     elif not self._publisher.ready:
                         progress.tick()
                         if self.version.sequence >= target:
@@ -320,6 +322,23 @@ class Executor(Generic[S]):
             log.warning("not serving as ready: the upstream is not ready: %s", problem)
         self._publisher.mark_not_ready("waiting for the upstream", f"upstream not ready: {problem}")
         return True
+
+    def _reader_waiting(self) -> bool:
+        """Whether the source has no receiver slot yet: a pump is ready only while it reads the hub.
+
+        An Event Hubs source whose consumer groups are all full (``reader_problem``) holds the pump
+        not ready, with that one line, still serving its last version; one that is still attaching
+        (``receiving`` false) only delays readiness. Other sources have neither.
+        """
+        problem: str | None = getattr(self.source, "reader_problem", None)
+        if problem is not None:
+            if self._publisher.ready or self._publisher.phase != "waiting for a consumer group":
+                log.error("not serving as ready: %s; serving sequence %d", problem, self.version.sequence)
+            self._publisher.mark_not_ready("waiting for a consumer group", problem)
+            return True
+        if self._publisher.phase == "waiting for a consumer group":
+            self._publisher.set_phase(f"reading the hub at {self.version.sequence}", clear_problem=True)
+        return not self._publisher.ready and not getattr(self.source, "receiving", True)
 
     def _become_ready(self) -> None:
         self._was_ready = True

@@ -217,6 +217,7 @@ class Pump(Published[S]):
         ex = self._executor
         lag_events, lag_seconds = self._lag(v)
         meta = ex.loaded.meta if ex.loaded else None
+        reader: dict[str, Any] = getattr(ex.source, "reader_status", None) or {}
         return {
             "partition": ex.partition,
             "eventhub": ex.eventhub,
@@ -247,6 +248,11 @@ class Pump(Published[S]):
             "gap": {"first": ex.gap.expected, "last": ex.gap.last_missing} if ex.gap else None,
             "allow_gap": ex.allow_gap,
             "reconnects": int(getattr(ex.source, "reconnects", 0)),
+            # An Event Hubs source's pool of consumer groups: the one held (None while none is), its size,
+            # and the receivers the hub refused because their group had its five readers.
+            "consumer_group": reader.get("consumer_group"),
+            "consumer_groups": reader.get("consumer_groups"),
+            "quota_refusals": reader.get("quota_refusals"),
             # The hub's partitions this pump never reads: what is sent there is never applied.
             "partitions_not_read": list(getattr(ex.source, "partitions_not_read", None) or ()),
             "reducer": {"name": ex.reducer.name, "version": ex.reducer.version},

@@ -157,6 +157,21 @@ class PumpCollector(Collector):
         yield from counter("statepump_poison_events", "poison_events", "Events the reducer failed on (poison).")
         yield from counter("statepump_events_rejected", "events_rejected", "Events rejected (a no-op).")
         yield from counter("statepump_reconnects", "reconnects", "Reconnections to the event source.")
+        yield from counter(
+            "statepump_quota_refusals",
+            "quota_refusals",
+            "Receivers the hub refused because their consumer group had its readers on the partition.",
+        )
+        if status.get("consumer_groups"):
+            held = GaugeMetricFamily(
+                "statepump_consumer_group",
+                "1 for the consumer group whose receiver slot this pump holds (none while it holds none).",
+                labels=["consumer_group"],
+            )
+            if status.get("consumer_group"):
+                held.add_metric([str(status["consumer_group"])], 1.0)
+            yield held
+            yield from gauge("statepump_consumer_groups", "consumer_groups", "Consumer groups in the pump's pool.")
         yield from counter("statepump_fold_seconds", "fold_seconds_total", "Seconds spent applying events.")
         yield from counter("statepump_fold_batches", "fold_batches", "Batches of events applied.")
         gap = status.get("gap")

@@ -14,7 +14,13 @@ What it adds to the SDK is what a fold needs to stay exact:
 * a first event after (re)connecting that is later than expected (retention
   moved the beginning) is delivered anyway and logged: the fold reports gaps;
 * ``amqp:link:stolen`` (another reader with a higher owner level) is not
-  fought over: the read raises :class:`~statepump.eventhubs.failures.PartitionStolen`.
+  fought over: the read raises :class:`~statepump.eventhubs.failures.PartitionStolen`;
+* a pool of consumer groups (``consumer_group="web-{01..20}"``): the read starts
+  at the group the node id picks and, when the hub refuses a sixth receiver on
+  it (the receiver quota), moves on to the next; when every group refused it,
+  :attr:`EventHubSource.reader_problem` says so in one line and the read tries
+  them all again after a short backoff (:class:`~statepump.core.consumergroups.Pool`
+  decides; this module only maps the SDK's error to it).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import AsyncGenerator, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -30,16 +37,31 @@ from typing import TYPE_CHECKING, Any
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient
 
+from statepump.core.consumergroups import Pool, expand
 from statepump.core.errors import ConfigError
 from statepump.core.events import Event, PartitionBounds, canonical_properties, canonical_time
 from statepump.eventhubs.connection import HubEndpoint
-from statepump.eventhubs.failures import Backoff, Failure, HubUnreachable, classify, first_line, rejection
-from statepump.eventhubs.receiver import Broken, PartitionReceiver
+from statepump.eventhubs.failures import (
+    Backoff,
+    Failure,
+    HubUnreachable,
+    classify,
+    first_line,
+    receiver_limit,
+    rejection,
+)
+from statepump.eventhubs.receiver import Broken, PartitionReceiver, Received
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
 log = logging.getLogger("statepump.sources.eventhub")
+
+#: The longest wait between two rounds over a pool whose groups are all full. A slot that a stopping
+#: neighbour frees is then found within about this plus one round of tries (a refusal takes the SDK
+#: about 1.5 s; a round tries every group at once), and a waiting node costs the hub one attach per
+#: group this often.
+FULL_POOL_RETRY_MAX = 2.0
 
 
 def to_event(data: EventData, partition: str) -> Event:
@@ -111,7 +133,8 @@ class EventHubSource:
         credential: AsyncTokenCredential | None = None,
         eventhub: str | None = None,
         partition: str = "0",
-        consumer_group: str = "$Default",
+        consumer_group: str | Sequence[str] = "$Default",
+        node_id: str | None = None,
         owner_level: int | None = None,
         prefetch: int = 3000,
         max_batch_size: int = 1000,
@@ -140,7 +163,19 @@ class EventHubSource:
             eventhub=eventhub,
         )
         self.partition = str(partition).strip()
-        self.consumer_group = consumer_group
+        groups = expand(consumer_group) if isinstance(consumer_group, str) else list(consumer_group)
+        if not groups:
+            raise ConfigError(f"consumer_group: names no consumer group ({consumer_group!r})")
+        #: The stable name that picks this node's first group of the pool (default: the host name).
+        self.node_id = node_id or socket.gethostname()
+        #: The consumer groups this source may read through, and where it stands among them.
+        self.pool = Pool.start(groups, self.node_id)
+        #: The group a receiver holds now (``None`` while connecting or between sessions).
+        self.holding: str | None = None
+        #: Receivers the hub refused because their consumer group already had its readers on the partition.
+        self.quota_refusals = 0
+        #: Why the source cannot read now (every group of the pool full), or ``None``.
+        self.reader_problem: str | None = None
         self.owner_level = owner_level
         self.prefetch = prefetch
         self.max_batch_size = max_batch_size
@@ -170,6 +205,27 @@ class EventHubSource:
 
     def __repr__(self) -> str:
         return f"EventHubSource({self.endpoint.describe()!r}, partition={self.partition!r})"
+
+    @property
+    def consumer_group(self) -> str:
+        """The consumer group held now, or the one tried next."""
+        return self.holding or self.pool.current
+
+    @property
+    def receiving(self) -> bool:
+        """Whether a receiver holds a slot now: until then a pump is not ready, even at the hub's last event."""
+        return self.holding is not None
+
+    @property
+    def reader_status(self) -> dict[str, Any]:
+        """The pool as ``Pump.status()`` shows it: the group held, the pool, the refusals."""
+        return {
+            "consumer_group": self.holding,
+            "consumer_groups": len(self.pool.groups),
+            "node_id": self.node_id,
+            "quota_refusals": self.quota_refusals,
+            "problem": self.reader_problem,
+        }
 
     def _where(self) -> str:
         return f"partition {self.partition} of {self.endpoint.describe()}"
@@ -286,19 +342,16 @@ class EventHubSource:
         position = after
         failures = 0
         first_failure = 0.0
+        full_rounds = 0
+        pending: tuple[PartitionReceiver, Received | Broken] | None = None
         while not self._closed:
-            receiver = PartitionReceiver(
-                self.endpoint,
-                partition=self.partition,
-                after=position,
-                consumer_group=self.consumer_group,
-                owner_level=self.owner_level,
-                prefetch=self.prefetch,
-                max_batch_size=self.max_batch_size,
-                queue_batches=self.queue_batches,
-            )
+            first: Received | Broken | None = None
+            if pending is not None:
+                (receiver, first), pending = pending, None
+            else:
+                receiver = self._receiver(self.pool.current, position)
+                receiver.start()
             self._receivers.add(receiver)
-            receiver.start()
             connected_at = time.monotonic()
             expect_first = True
             error: BaseException | None = None
@@ -306,7 +359,7 @@ class EventHubSource:
             recycle = False
             try:
                 while not self._closed:
-                    item = await receiver.get(self.max_wait)
+                    item, first = (first, None) if first is not None else (await receiver.get(self.max_wait), None)
                     if self._closed:
                         return
                     if item is None:
@@ -317,6 +370,12 @@ class EventHubSource:
                     if isinstance(item, Broken):
                         error = item.error
                         break
+                    if self.holding is None:
+                        self._hold(receiver.consumer_group)
+                        full_rounds = 0
+                        if not item.events:
+                            yield []  # held, at the hub's last event perhaps: the pump may be ready now
+                            continue
                     if item.last_enqueued is not None:
                         self._note_last(item.last_enqueued)
                     events = self._fresh(item.events, position)
@@ -340,6 +399,7 @@ class EventHubSource:
                         recycle = True
                         break
             finally:
+                self.holding = None
                 self._receivers.discard(receiver)
                 if recycle and self.owner_level is not None:
                     await receiver.close()  # the next session takes the same owner level: let this one go first
@@ -357,6 +417,40 @@ class EventHubSource:
             if error is None or self._closed:
                 return
             kind = classify(error)
+            if kind is Failure.RECEIVER_QUOTA:
+                self.quota_refusals += 1
+                refused = receiver.consumer_group
+                self.pool = self.pool.refused()
+                limit = receiver_limit(error)
+                if not self.pool.all_full:
+                    log.info(
+                        "%s: consumer group %s has %d readers; trying %s",
+                        self._where(),
+                        refused,
+                        limit,
+                        self.pool.current,
+                    )
+                    continue
+                while not self._closed:
+                    reason = self.pool.full_reason(self.partition, limit)
+                    if self.reader_problem != reason:
+                        # The pump says it, once, in the words of every line that ends readiness.
+                        log.debug("%s: %s; trying again every %g s", self._where(), reason, FULL_POOL_RETRY_MAX)
+                        self.reader_problem = reason
+                        yield []  # the pump's readiness hears of it now
+                    full_rounds += 1
+                    async for beat in self._beats(min(self.retry.delay(full_rounds), FULL_POOL_RETRY_MAX)):
+                        yield beat
+                    probe = asyncio.get_running_loop().create_task(self._probe(position))
+                    while not probe.done():
+                        await asyncio.wait({probe}, timeout=self.max_wait)
+                        if not probe.done():
+                            yield []
+                    pending = probe.result()
+                    if pending is not None:
+                        self.pool = self.pool.new_round()
+                        break
+                continue
             if kind is not Failure.TRANSIENT:
                 raise rejection(self.endpoint, kind, error, partition=self.partition, group=self.consumer_group)
             if time.monotonic() - connected_at >= self.retry.healthy_after:
@@ -373,13 +467,72 @@ class EventHubSource:
                 delay,
                 position,
             )
-            # Keep the caller's idle beat (lag, readiness) going during a long backoff.
-            deadline = time.monotonic() + delay
-            while (remaining := deadline - time.monotonic()) > 0 and not self._closed:
-                await asyncio.sleep(min(remaining, self.max_wait))
-                if remaining >= self.max_wait:
-                    yield []
+            async for beat in self._beats(delay):
+                yield beat
             self.reconnects += 1
+
+    async def _beats(self, delay: float) -> AsyncGenerator[Sequence[Event], None]:
+        """Wait ``delay`` seconds, keeping the caller's idle beat (lag, readiness) going."""
+        deadline = time.monotonic() + delay
+        while (remaining := deadline - time.monotonic()) > 0 and not self._closed:
+            await asyncio.sleep(min(remaining, self.max_wait))
+            if remaining >= self.max_wait:
+                yield []
+
+    def _receiver(self, group: str, position: int) -> PartitionReceiver:
+        return PartitionReceiver(
+            self.endpoint,
+            partition=self.partition,
+            after=position,
+            consumer_group=group,
+            owner_level=self.owner_level,
+            prefetch=self.prefetch,
+            max_batch_size=self.max_batch_size,
+            queue_batches=self.queue_batches,
+        )
+
+    def _hold(self, group: str) -> None:
+        """A receiver on ``group`` was kept by the hub: it is the one this source reads through."""
+        self.holding = group
+        self.pool = self.pool.held(group)
+        if self.reader_problem is not None:
+            log.info("%s: reading through consumer group %s again", self._where(), group)
+            self.reader_problem = None
+        elif len(self.pool.groups) > 1:
+            log.info("%s: reading through consumer group %s of %s", self._where(), group, self.pool.describe())
+
+    async def _probe(self, position: int) -> tuple[PartitionReceiver, Received | Broken] | None:
+        """One round over a full pool, every group at once: the first receiver the hub keeps (the
+        others closed, so no slot stays taken), the first error other than the quota, or ``None``
+        when every group refused again (each refusal counted)."""
+        receivers = [self._receiver(group, position) for group in self.pool.round_order()]
+        self._receivers.update(receivers)
+
+        async def first_item(receiver: PartitionReceiver) -> Received | Broken:
+            receiver.start()
+            while (item := await receiver.get(self.max_wait)) is None and not self._closed:
+                pass
+            return item if item is not None else Broken(RuntimeError("closed"))
+
+        tasks = {asyncio.get_running_loop().create_task(first_item(r)): r for r in receivers}
+        winner: tuple[PartitionReceiver, Received | Broken] | None = None
+        try:
+            for done in asyncio.as_completed(tasks):
+                item = await done
+                receiver = next(r for t, r in tasks.items() if t.done() and t.result() is item)
+                if isinstance(item, Broken) and classify(item.error) is Failure.RECEIVER_QUOTA:
+                    self.quota_refusals += 1
+                    continue
+                winner = (receiver, item)
+                break
+        finally:
+            for task in tasks:
+                task.cancel()
+            for loser in receivers:
+                if winner is None or loser is not winner[0]:
+                    self._receivers.discard(loser)
+                    self._spawn(loser.close())  # about a second each: the winner reads meanwhile
+        return winner
 
     def _fresh(self, batch: list[EventData], position: int) -> list[Event]:
         events = []

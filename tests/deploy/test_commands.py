@@ -46,10 +46,14 @@ def test_rejects_what_the_commands_do_not_accept(argv: list[str], expected: str)
     assert expected in found[0]
 
 
+RUN_ONLY_RELAY = {"history", "history-bytes", "relay-token-file", "tls-cert", "tls-key", "upstream", "upstream-ca"}
+
+
 def test_every_shared_setting_is_a_flag_of_run_and_of_the_snapshotter() -> None:
     assert {"connection-string", "snapshot-container", "socket", "log-level"} <= SHARED_SETTINGS
     for name in SHARED_SETTINGS:
         argv = [f"--{name}"] if name in SWITCHES else [f"--{name}", "v"]
         assert problems(["statepump", "run", *argv], SCRIPTS) == []
-        if name not in {"socket", "socket-group", "listen", "listen-any"}:  # the query socket is run's alone
+        # The query socket and the relay settings are run's alone.
+        if name not in {"socket", "socket-group", "listen", "listen-any", *RUN_ONLY_RELAY}:
             assert problems(["snapshotter", *argv], SCRIPTS) == []
