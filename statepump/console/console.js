@@ -91,7 +91,9 @@ function drawChart() {
   const now = samples.length ? samples[samples.length - 1].t : 0;
   const maxLag = Math.max(1, ...samples.map((p) => p.lag));
   const maxRate = Math.max(1, ...samples.map((p) => p.rate));
-  const x = (t) => left + (W - left - right) * (1 - (now - t) / WINDOW);
+  // The window grows with the data to its 5 minutes, so a fresh page shows a line, not a spike at the edge.
+  const span = samples.length ? Math.min(WINDOW, Math.max(10, now - samples[0].t)) : WINDOW;
+  const x = (t) => left + (W - left - right) * (1 - (now - t) / span);
   const y = (v, max) => top + (H - top - bottom) * (1 - v / max);
   const line = (cls, pick, max) => {
     const path = document.createElementNS(ns, "polyline");
@@ -113,7 +115,7 @@ function drawChart() {
   svg.replaceChildren(...grid,
     text(left - 4, top + 8, String(maxLag), "end"), text(left - 4, H - bottom, "0", "end"),
     text(W - right + 4, top + 8, maxRate.toFixed(0), "start"), text(W - right + 4, H - bottom, "0", "start"),
-    text(left, H - 6, "-5 min", "start"), text(W - right, H - 6, "now", "end"),
+    text(left, H - 6, span >= WINDOW ? "-5 min" : `-${Math.round(span)} s`, "start"), text(W - right, H - 6, "now", "end"),
     line("lag", (p) => p.lag, maxLag), line("rate", (p) => p.rate, maxRate));
   svg.dataset.points = String(samples.length);
   svg.dataset.lastRate = samples.length ? samples[samples.length - 1].rate.toFixed(2) : "0";
