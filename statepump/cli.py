@@ -318,6 +318,21 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
     return writecommands.report(settings.socket_path, sequences, wait=args.wait, timeout=args.wait_timeout)
 
 
+def _dead_letters(settings: Settings, since: int | None) -> int:
+    from statepump.components import make_dead_letter
+
+    sink = make_dead_letter(settings)
+    try:
+        records = sink.read(since=since)  # type: ignore[attr-defined]
+    finally:
+        close = getattr(sink, "close", None)
+        if close is not None:
+            close()
+    for record in records:
+        print(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+    return 0
+
+
 # --- snapshot inspect ----------------------------------------------------------------
 
 
@@ -450,6 +465,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings(query, "query")
 
+    dead = commands.add_parser(
+        "dead-letters",
+        help="list the poison events recorded under --poison-policy skip (one JSON line each)",
+        description="Print the dead-letter records of --dead-letter FILE (default DATA_DIR/dead-letter.jsonl) or "
+        "--dead-letter-container, one JSON object a line in sequence order: partition, sequence, reducer, error, "
+        "body (text when UTF-8, else base64: body_encoding says which). Each poison event is recorded once per "
+        "sink, however many restarts and snapshotter runs met it.",
+    )
+    dead.add_argument("--since", type=int, default=None, metavar="N", help="only events after sequence N")
+    add_settings(dead, "dead-letters")
+
     health = commands.add_parser("health", help="exit 0 when the sidecar is alive (with --ready: and caught up)")
     health.add_argument("--ready", action="store_true", help="check readiness instead of liveness")
     add_settings(health, "health")
@@ -569,6 +595,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return query_command(
                 settings.socket_path, args.path, args.min_sequence, args.timeout, compact=args.compact
             )
+        if command == "dead-letters":
+            return _dead_letters(settings, args.since)
         if command == "health":
             from statepump.clientcommands import health_command
 

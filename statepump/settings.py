@@ -528,6 +528,15 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "watch": ("config", "socket", "data_dir", "log_level"),
     "diff": (*COMMON, *STORAGE),
     "health": ("config", "socket", "data_dir", "log_level"),
+    "dead-letters": (
+        "config",
+        "data_dir",
+        "log_level",
+        "dead_letter",
+        "dead_letter_container",
+        "storage_connection_string",
+        "storage_account_url",
+    ),
     "emulator": (
         "config",
         "host",

@@ -451,7 +451,7 @@ class Executor(Generic[S]):
         for poisoned in fed.skipped:
             self._record_poison(poisoned)
             if self.dead_letter is not None:
-                self.dead_letter.record(poisoned)
+                self.dead_letter.record(poisoned, reducer=self.reducer.identity)
             log.error("poison event %d skipped (policy skip): %s", poisoned.event.sequence, poisoned.error)
 
     def _record_poison(self, poisoned: Poisoned) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 
 from devservices.azurite import Azurite
 from devservices.emulator import EmulatorProcess
-from statepump.stores.deadletters import DeadLetterBlob
+from statepump.stores.deadletters import DeadLetterBlob, body_bytes
 from tests.reliability.replay import send
 from tests.reliability.sidecar import Sidecar, clean_environment
 
@@ -74,7 +73,8 @@ def test_skip_policy_records_each_poison_event_and_goes_on(
         assert car.state() == {"a": 1, "b": 2}
         records = [json.loads(line) for line in dead.read_text().splitlines()]
         assert [(r["partition"], r["sequence"]) for r in records] == [("0", 1), ("0", 2)]
-        assert [base64.b64decode(r["body_base64"]) for r in records] == [NOT_JSON, NOT_OBJECT]
+        assert [body_bytes(r) for r in records] == [NOT_JSON, NOT_OBJECT]
+        assert [r["body_encoding"] for r in records] == ["utf-8", "utf-8"]
         assert "JSON" in records[0]["error"] and "JSON object" in records[1]["error"]
         assert "poison event 1 skipped" in car.log() and "poison event 2 skipped" in car.log()
         assert car.terminate() == 0
@@ -134,6 +134,63 @@ async def test_skip_policy_records_poison_events_in_a_blob_container(
         names = [b.name for b in dead.container.list_blobs()]
     finally:
         dead.close()
-    assert names == ["dead-letter/0/00000000000000000001.json"]
+    assert names == ["dead-letter/0/00000000000000000001-config@1.json"]
     assert [(r["partition"], r["sequence"]) for r in records] == [("0", 1)]
-    assert base64.b64decode(records[0]["body_base64"]) == NOT_OBJECT and "JSON object" in records[0]["error"]
+    assert records[0]["body"] == NOT_OBJECT.decode() and "JSON object" in records[0]["error"]
+
+
+def test_each_poison_event_is_recorded_once_per_sink_whatever_the_restarts_and_snapshotter_runs(
+    emulator_process: Callable[..., EmulatorProcess], azurite: Azurite, blob_container: str, tmp_path: Path
+) -> None:
+    hub = emulator_process(None)
+    binary = b"\xff\xfe not text"
+    send(hub.connection_string, [GOOD, NOT_JSON, binary, b'{"op":"set","path":"b","value":2}'])
+    dead = tmp_path / "dead.jsonl"
+    skip = ["--connection-string", hub.connection_string, "--poison-policy", "skip"]
+    to_file = [*skip, "--dead-letter", str(dead)]
+    to_blob = [*skip, "--dead-letter-container", blob_container]
+    to_blob += ["--storage-connection-string", azurite.connection_string]
+    for i, flags in enumerate([to_file, to_file, to_file, to_blob, to_blob]):  # no snapshots: each replays from 0
+        with Sidecar(flags, tmp_path / f"run{i}") as car:
+            car.wait_status(lambda s: s["ready"] and s["sequence"] == 3, "event 3 to be applied")
+            assert car.terminate() == 0
+    for i in range(2):  # each run from a fresh snapshot directory: it folds, and skips, both poison events again
+        run = subprocess.run(
+            [sys.executable, "-m", "snapshotter", *to_file, "--snapshot-dir", str(tmp_path / f"snapshots{i}")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_environment(),
+            cwd=REPO,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "statepump", "dead-letters", "--dead-letter", str(dead)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_environment(),
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    records = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["key"], r["body_encoding"]) for r in records] == [("0/1/config@1", "utf-8"), ("0/2/config@1", "base64")]
+    assert [body_bytes(r) for r in records] == [NOT_JSON, binary] and records[0]["body"] == NOT_JSON.decode()
+    since = subprocess.run(
+        [sys.executable, "-m", "statepump", "dead-letters", "--dead-letter", str(dead), "--since", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_environment(),
+        check=False,
+    )
+    assert [json.loads(line)["sequence"] for line in since.stdout.splitlines()] == [2]
+    sink = DeadLetterBlob.from_connection_string(azurite.connection_string, blob_container)
+    try:
+        assert [(r["key"], body_bytes(r)) for r in sink.read()] == [
+            ("0/1/config@1", NOT_JSON),
+            ("0/2/config@1", binary),
+        ]
+    finally:
+        sink.close()
