@@ -19,6 +19,9 @@ NEEDS = """\
 ## What the suite needs
 
 - Python 3.11 with `pip install -e '.[test,bench]'` (adds `eventsourcing`, `psycopg[binary]`, `redis`).
+  The machine section names the pyrsistent implementation that ran (`python -m bench --python-note` prints it):
+  pyrsistent 0.20.0 publishes no compiled wheel for Python 3.13, whose figures 2, 3, 7 and 9 then run on its
+  pure-Python vectors; `PYRSISTENT_NO_C_EXTENSION=1` runs that path on 3.11 to compare.
 - Debian packages: `postgresql` (figure 1's pre-warm anchor; the suite runs `initdb` into a temporary
   directory, as an unprivileged user when run as root), `redis-server` (figure 5's anchor), `nodejs` and
   `npm` (Azurite, installed from npm into `.tools/` on first use, for figure 1).

@@ -132,9 +132,31 @@ def serve_raw(socket_path: str) -> None:
                 conn.sendall(RAW_RESPONSE)
 
 
-def start_raw(directory: Path) -> tuple[subprocess.Popen[str], Path]:
-    socket_path = directory / "raw.sock"
-    command = [sys.executable, __file__, "serve-raw", str(socket_path)]
+def serve_raw_asyncio(socket_path: str) -> None:
+    """The same fixed answer from an asyncio ``Protocol`` (as the sidecar's server runs): the event loop's own cost."""
+
+    class Answer(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(RAW_RESPONSE)
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_unix_server(Answer, socket_path)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        print("ready", flush=True)
+        async with server:
+            await stop.wait()
+
+    asyncio.run(main())
+
+
+def start_raw(directory: Path, kind: str = "serve-raw") -> tuple[subprocess.Popen[str], Path]:
+    """A floor server (``serve-raw``: blocking; ``serve-raw-asyncio``: an asyncio Protocol) in its own process."""
+    socket_path = directory / f"{kind}.sock"
+    command = [sys.executable, __file__, kind, str(socket_path)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -295,5 +317,7 @@ if __name__ == "__main__":
         serve(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)
     elif len(sys.argv) > 1 and sys.argv[1] == "serve-raw":
         serve_raw(sys.argv[2])
+    elif len(sys.argv) > 1 and sys.argv[1] == "serve-raw-asyncio":
+        serve_raw_asyncio(sys.argv[2])
     else:
         main()
