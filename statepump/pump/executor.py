@@ -215,6 +215,13 @@ class Executor(Generic[S]):
             self._become_ready()
             return None
         if step.skipped is not None:
+            if step.skipped.reason == "no-snapshot" and self.source.kind == "relay":
+                # A relay's ring is not the hub's retention: the events it no longer keeps still exist,
+                # so skipping them would serve a wrong state. Wait for a snapshot that stands for them.
+                first, last = step.skipped.first, step.skipped.last
+                why = "(the upstream keeps no earlier events, and no usable snapshot stands for them)"
+                await self._stopped_by_gap(SequenceGapError(first, last_missing=last, where=why))
+                return coverage
             self._skip(step.skipped)
         if isinstance(step, plan.ReadCapture):
             try:

@@ -203,3 +203,17 @@ async def test_over_tcp_the_feed_needs_the_token_and_refusals_do_not_log_it(capl
             assert thaw(pump.state) == thaw(up.pump.state)
         # The Unix socket's own access control stands: no token asked there.
         assert (await UpstreamClient().get(Upstream(socket=up.socket), b"/v1/snapshot")).status == 200
+
+
+async def test_a_downstream_that_cannot_use_the_relays_snapshot_never_skips_what_the_ring_lost() -> None:
+    memory = MemorySource(max_wait=0.05)
+    events(memory, 0, 40)
+    async with upstream(memory, history=History(max_events=10), pump_options={"hmac_key": b"k" * 32}) as up:
+        await up.pump.wait_for(39, timeout=10)
+        # This downstream trusts another key: the relay's snapshot is refused, and its ring starts at 30.
+        pump = downstream(up.socket, hmac_key=b"other-key-other-key")
+        async with pump:
+            await until(lambda: pump.not_ready_reason is not None and "gap" in pump.not_ready_reason, "a gap")
+            assert pump.version.sequence == -1  # nothing served: not events 30..39 on an empty state
+            assert "events 0..29 are missing" in str(pump.not_ready_reason)
+            assert pump.status()["events_skipped_by_gap"] == 0
