@@ -154,15 +154,18 @@ def make_pump(
 
 def make_relay_source(settings: Settings) -> EventSource:
     """``--upstream``: the feed of the upstream statepumps, in order, with failover."""
-    from statepump.sources.relay import RelaySource
+    from statepump.sources.relay import FallbackSource, RelaySource
 
-    return RelaySource(
+    relay = RelaySource(
         settings.upstreams,
         partition=settings.partition,
         token=settings.relay_token(),
         ca_file=settings.upstream_ca,
         retry_seconds=settings.retry_seconds,
     )
+    if settings.upstream_fallback == "hub":
+        return FallbackSource(relay, lambda: make_hub(settings))
+    return relay
 
 
 def make_relay_store(settings: Settings) -> SnapshotStore:
@@ -176,8 +179,9 @@ def make_relay_store(settings: Settings) -> SnapshotStore:
         token=settings.relay_token(),
         ca_file=settings.upstream_ca,
     )
-    if settings.snapshot_dir is None and settings.snapshot_container is None:
+    if settings.snapshot_dir is None and settings.snapshot_container is None and settings.upstream_fallback != "hub":
         return relay
+    # Its own store too: newer than the relay's, or (falling back to the hub) all it has when no relay answers.
     return NewestOf(relay, make_store(settings))
 
 

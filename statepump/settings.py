@@ -137,7 +137,11 @@ class Settings(BaseSettings):
         "or http(s)://host:port, tried in order; no Azure credentials needed)",
     )
     upstream_ca: Path | None = Field(None, description="CA bundle (PEM) that https:// upstreams are verified with")
-
+    upstream_fallback: Literal["none", "hub"] = Field(
+        "none",
+        description="when no --upstream can be had for --retry-seconds: 'hub' reads the hub (--connection-string "
+        "or --namespace) from the last applied event on",
+    )
 
     # --- the emulator --------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="emulator: address to listen on")
@@ -249,8 +253,14 @@ class Settings(BaseSettings):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("give --tls-cert and --tls-key together")
         if self.upstream is not None:
-            if self.connection_string is not None or self.namespace is not None:
-                raise ValueError("give either --upstream or a hub (--connection-string, --namespace), not both")
+            has_hub = self.connection_string is not None or self.namespace is not None
+            if has_hub and self.upstream_fallback != "hub":
+                raise ValueError(
+                    "give either --upstream or a hub (--connection-string, --namespace), not both, "
+                    "unless --upstream-fallback hub"
+                )
+            if self.upstream_fallback == "hub" and not has_hub:
+                raise ValueError("--upstream-fallback hub needs --connection-string or --namespace")
             if not [u for u in self.upstream.split(",") if u.strip()]:
                 raise ValueError("--upstream needs at least one socket path or http(s)://host:port")
         return self
@@ -284,7 +294,6 @@ class Settings(BaseSettings):
             why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
             raise ConfigError(f"--tls-cert/--tls-key: cannot load {self.tls_cert} and its key: {why}") from None
         return context
-
 
     @property
     def listen_address(self) -> tuple[str, int] | None:
@@ -519,6 +528,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
         "tls_key",
         "upstream",
         "upstream_ca",
+        "upstream_fallback",
     ),
     # The writer commands check against the sidecar on --socket (and --wait reads the outcome there).
     **{writer: (*COMMON, "socket") for writer in ("send", "set", "delete", "merge")},

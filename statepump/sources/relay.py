@@ -421,3 +421,71 @@ def _json(answer: _Answer) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+class FallbackSource:
+    """The relays first; when none of them can be had, the hub (``--upstream-fallback hub``).
+
+    The switch happens when the relay source gives up (every upstream down
+    for ``--retry-seconds``), and the hub read resumes exactly after the last
+    event the relays gave, so the fold still sees every number once. It stays
+    on the hub until restarted: a pump that had to read the hub keeps its
+    receiver rather than flapping between the two.
+    """
+
+    def __init__(self, relay: RelaySource, hub: Any) -> None:
+        self.relay = relay
+        self._make_hub = hub
+        self.hub: Any = None
+        #: ``relay``, then ``hub`` once fallen back (the executor counts events by it).
+        self.kind = "relay"
+
+    @property
+    def upstream_problem(self) -> str | None:
+        return self.relay.upstream_problem if self.hub is None else None
+
+    @property
+    def upstream_status(self) -> dict[str, Any]:
+        if self.hub is None:
+            return self.relay.upstream_status
+        return {"upstream": "the hub (--upstream-fallback)", "ready": True, "reason": None}
+
+    @property
+    def reconnects(self) -> int:
+        return self.relay.reconnects + int(getattr(self.hub, "reconnects", 0))
+
+    @property
+    def last_enqueued(self) -> tuple[int, datetime | None] | None:
+        return self.relay.last_enqueued if self.hub is None else self.hub.last_enqueued
+
+    def _fall_back(self, exc: Exception) -> None:
+        log.error("%s; falling back to the hub (--upstream-fallback hub)", exc)
+        self.hub = self._make_hub()
+        self.kind = str(self.hub.kind)
+
+    async def bounds(self) -> PartitionBounds:
+        if self.hub is None:
+            try:
+                return await self.relay.bounds()
+            except ServiceUnavailable as exc:
+                self._fall_back(exc)
+        return await self.hub.bounds()  # type: ignore[no-any-return]
+
+    async def read(self, after: int) -> AsyncIterator[Sequence[Event]]:
+        position = after
+        if self.hub is None:
+            try:
+                async for batch in self.relay.read(after):
+                    if batch:
+                        position = batch[-1].sequence
+                    yield batch
+                return
+            except ServiceUnavailable as exc:
+                self._fall_back(exc)
+        async for batch in self.hub.read(position):
+            yield batch
+
+    async def close(self) -> None:
+        await self.relay.close()
+        if self.hub is not None:
+            await self.hub.close()

@@ -46,7 +46,16 @@ def test_rejects_what_the_commands_do_not_accept(argv: list[str], expected: str)
     assert expected in found[0]
 
 
-RUN_ONLY_RELAY = {"history", "history-bytes", "relay-token-file", "tls-cert", "tls-key", "upstream", "upstream-ca"}
+RUN_ONLY_RELAY = {
+    "history",
+    "history-bytes",
+    "relay-token-file",
+    "tls-cert",
+    "tls-key",
+    "upstream",
+    "upstream-ca",
+    "upstream-fallback",
+}
 
 
 def test_every_shared_setting_is_a_flag_of_run_and_of_the_snapshotter() -> None:

@@ -21,7 +21,7 @@ from statepump.core.events import canonical_time
 from statepump.core.history import History
 from statepump.pump import Pump
 from statepump.sources.memory import MemorySource
-from statepump.sources.relay import RelaySource, Upstream, UpstreamClient
+from statepump.sources.relay import FallbackSource, RelaySource, Upstream, UpstreamClient
 from statepump.stores.relaystore import ReadOnlyStore, RelayStore
 from tests.relay.harness import Shared, upstream
 
@@ -217,3 +217,22 @@ async def test_a_downstream_that_cannot_use_the_relays_snapshot_never_skips_what
             assert pump.version.sequence == -1  # nothing served: not events 30..39 on an empty state
             assert "events 0..29 are missing" in str(pump.not_ready_reason)
             assert pump.status()["events_skipped_by_gap"] == 0
+
+
+async def test_with_fallback_to_the_hub_a_downstream_reads_the_hub_when_no_relay_answers() -> None:
+    memory = MemorySource(max_wait=0.05)  # stands for the hub that both the relay and the fallback read
+    events(memory, 0, 50)
+    async with upstream(Shared(memory)) as up:
+        await up.pump.wait_for(49, timeout=10)
+        relay = RelaySource([str(up.socket)], max_wait=0.5, retry_seconds=1, stall_seconds=5)
+        source = FallbackSource(relay, lambda: Shared(memory))
+        pump = Pump(source, store=RelayStore([str(up.socket)], "hub", "0"), replan_interval=0.2)
+        async with pump:
+            await pump.wait_for(49, timeout=20)
+            assert source.kind == "relay"
+            await up.server.stop(grace=0.1)  # no relay any more
+            events(memory, 50, 50)
+            await pump.wait_for(99, timeout=30)
+            assert source.kind == "memory" and source.upstream_status["upstream"].startswith("the hub")
+            assert thaw(pump.state) == thaw(up.pump.state)
+            assert pump.status()["duplicates_skipped"] == 0 and pump.status()["events_skipped_by_gap"] == 0
