@@ -29,6 +29,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "7": ("reader_pause", "longest pause seen by a reader thread during a catch-up"),
     "8": ("snapshot", "snapshot write and size, 1M-key state"),
     "9": ("replay", "replay of 1M events into one in-memory model"),
+    "10": ("relay_propagation", "propagation: send → visible in a pump behind one relay"),
     "11": ("worker_read", "a pre-fork worker's read of one key from its relay-fed pump"),
 }
 
