@@ -84,7 +84,8 @@ class Arrivals:
         self.count = 0
         #: The link is attached and a receive pass after that raised nothing: the service kept it (a
         #: refused receiver, e.g. the sixth of a consumer group, is attached and at once detached).
-        self.held = False
+        #: ``None`` until a receive task tracks it (then idle callbacks are not held back).
+        self.held: bool | None = None
         #: Times the receive task found the buffer full and waited for room instead of reading.
         self.full = 0
         #: Set when a message lands in the consumer's buffer (or the receive stops): wakes the callback task.
@@ -159,7 +160,7 @@ class PromptTransport(PyamqpTransportAsync):
                 continue
             wait = _STOP_CHECK
             # The first idle callback says "attached and kept" (PartitionReceiver.held): none before.
-            if max_wait_time and signals.held:
+            if max_wait_time and signals.held is not False:
                 idle = now - consumer._last_callback_called_time
                 if idle > max_wait_time:
                     await consumer._on_event_received([] if batch else None)
@@ -247,6 +248,7 @@ class PromptTransport(PyamqpTransportAsync):
     ) -> None:
         consumer._callback_task_run = True
         consumer._last_callback_called_time = time.time()
+        arrivals(consumer).held = False  # no idle callback before the link is kept (PartitionReceiver.held)
         tasks = [
             asyncio.create_task(PromptTransport._callback_task(consumer, batch, max_batch_size, max_wait_time)),
             asyncio.create_task(PromptTransport._receive_task(consumer, max_batch_size)),
