@@ -43,6 +43,11 @@ param captureIntervalSeconds int = 300
 @maxValue(524288000)
 param captureSizeLimitBytes int = 314572800
 
+@description('Consumer groups in the web pods\' pool (statepump-web-01 ... statepump-web-NN). Event Hubs allows 5 readers per partition and group, so 5 x this many sidecars read the hub directly. Standard allows 20 groups per event hub, $Default and the snapshotter\'s included: 18 at most here (deploy/README.md, "Capacity").')
+@minValue(1)
+@maxValue(18)
+param pumpConsumerGroupCount int = 18
+
 @description('Throughput units of the Standard namespace.')
 @minValue(1)
 @maxValue(40)
@@ -73,7 +78,10 @@ param senderPrincipalType string = 'ServicePrincipal'
 
 var snapshotContainerName = 'snapshots'
 var captureContainerName = 'capture'
-var pumpConsumerGroupName = 'statepump-web'
+var pumpConsumerGroupPrefix = 'statepump-web'
+// Numbers padded to the width of the count, as --consumer-group 'statepump-web-{01..18}' expands them.
+var pumpConsumerGroupWidth = length(string(pumpConsumerGroupCount))
+var pumpConsumerGroupPool = '${pumpConsumerGroupPrefix}-{${padLeft(1, pumpConsumerGroupWidth, '0')}..${pumpConsumerGroupCount}}'
 var snapshotterConsumerGroupName = 'statepump-snapshotter'
 // Capture's default; statepump's Capture reader expects this layout unless
 // told otherwise with --capture-name-format.
@@ -204,15 +212,16 @@ resource eventHub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = {
 }
 
 // Separate consumer groups: Event Hubs allows 5 concurrent readers per
-// partition and consumer group, and the snapshotter should never take a slot
-// the web pods need.
-resource pumpGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2024-01-01' = {
+// partition and consumer group. The web pods share a pool (each sidecar starts
+// at the group its pod name picks and moves on when one is full), and the
+// snapshotter has its own, so it never takes a slot the web pods need.
+resource pumpGroups 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2024-01-01' = [for i in range(1, pumpConsumerGroupCount): {
   parent: eventHub
-  name: pumpConsumerGroupName
+  name: '${pumpConsumerGroupPrefix}-${padLeft(i, pumpConsumerGroupWidth, '0')}'
   properties: {
     userMetadata: 'statepump sidecars of the web pods'
   }
-}
+}]
 
 resource snapshotterGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2024-01-01' = {
   parent: eventHub
@@ -345,8 +354,11 @@ output eventHubsNamespaceFqdn string = '${eventHubsNamespace.name}.servicebus.wi
 @description('--eventhub')
 output hubName string = eventHub.name
 
-@description('--consumer-group of the web pods\' sidecars.')
-output pumpConsumerGroup string = pumpGroup.name
+@description('--consumer-group of the web pods\' sidecars: the pool, as a numbered range (statepump-web-{01..18}).')
+output pumpConsumerGroup string = pumpConsumerGroupPool
+
+@description('How many sidecars can read the hub directly: 5 per partition and consumer group of the pool.')
+output pumpDirectReaders int = 5 * pumpConsumerGroupCount
 
 @description('--consumer-group of the snapshotter.')
 output snapshotterConsumerGroup string = snapshotterGroup.name

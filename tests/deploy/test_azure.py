@@ -12,11 +12,13 @@ the resource providers' schemas; `az deployment group what-if` does that
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from lark.exceptions import LarkError
 
+from statepump.core.consumergroups import check_group_name, expand
 from tests.deploy.bicep import BICEP, PARAMETERS, TEMPLATE, parse
 from tests.deploy.files import DEPLOY, KUBERNETES, toml_file, yaml_documents
 
@@ -225,6 +227,63 @@ def test_outputs_give_what_the_manifests_and_units_need() -> None:
     }
 
 
+# ------------------------------------------------------ the pool of consumer groups
+
+
+def interpolate(template: str, count: int, i: int | None = None) -> str:
+    """Evaluate the few Bicep expressions the pool's names use, for ``pumpConsumerGroupCount = count``."""
+    width = len(str(count))  # pumpConsumerGroupWidth: length(string(pumpConsumerGroupCount))
+    assert variable("pumpConsumerGroupWidth") == {
+        "function": {
+            "type": "length",
+            "parameters": {
+                "arg_1": {"function": {"type": "string", "parameters": {"value_to_convert": "pumpConsumerGroupCount"}}}
+            },
+        }
+    }
+    values = {
+        "pumpConsumerGroupPrefix": variable("pumpConsumerGroupPrefix"),
+        "pumpConsumerGroupCount": str(count),
+        "padLeft(1, pumpConsumerGroupWidth, '0')": "1".zfill(width),
+        "padLeft(i, pumpConsumerGroupWidth, '0')": str(i).zfill(width),
+    }
+    return re.sub(r"\$\{([^}]*\)?)\}", lambda m: values[m[1]], template)
+
+
+def pool_spec(count: int) -> str:
+    """The template's output pumpConsumerGroup (the --consumer-group of the web pods) for ``count``."""
+    output = TEMPLATE["outputs"]["pumpConsumerGroup"]["value"]
+    assert output == "pumpConsumerGroupPool"
+    return interpolate(variable("pumpConsumerGroupPool"), count)
+
+
+def pool_created(count: int) -> list[str]:
+    """The consumer groups the loop of pumpGroups creates for ``count``."""
+    loop = RESOURCES["pumpGroups"]["config"]["loop_type"]["detail"]
+    assert loop["item_name"] == "i"
+    function = loop["array_name"]["function"]
+    assert function["type"] == "range"
+    assert function["parameters"] == {"start_index": 1, "count": "pumpConsumerGroupCount"}
+    return [interpolate(config("pumpGroups")["name"], count, i) for i in range(1, count + 1)]
+
+
+@pytest.mark.parametrize("count", [1, 9, 10, 18])
+def test_the_pool_the_template_creates_is_the_one_its_output_names(count: int) -> None:
+    created = pool_created(count)
+    assert expand(pool_spec(count)) == created  # the pump's own parser reads the output
+    assert len(set(created)) == count and all(check_group_name(name) for name in created)
+
+
+def test_the_pool_fits_the_standard_tier_beside_default_and_the_snapshotter() -> None:
+    decorators = {d["type"]: d["argument"] for d in PARAMETERS_DECLARED["pumpConsumerGroupCount"]["decorators"]}
+    # 20 consumer groups per event hub on Standard, $Default and the snapshotter's among them.
+    assert decorators["max_value"] == 20 - 2 == default("pumpConsumerGroupCount")
+    assert variable("snapshotterConsumerGroupName") not in pool_created(decorators["max_value"])
+    assert TEMPLATE["outputs"]["pumpDirectReaders"]["value"] == {
+        "operator": {"type": "multiply", "operands": {"operand_1": 5, "operand_2": "pumpConsumerGroupCount"}}
+    }
+
+
 def test_names_agree_with_the_settings_files() -> None:
     for path in (KUBERNETES / "statepump.toml", DEPLOY / "systemd" / "statepump.toml"):
         settings = toml_file(path)
@@ -232,7 +291,7 @@ def test_names_agree_with_the_settings_files() -> None:
         assert settings["snapshot_container"] == variable("snapshotContainerName"), path
         assert settings["capture_container"] == variable("captureContainerName"), path
         assert settings["capture_name_format"] == DEFAULT_CAPTURE_NAME_FORMAT, path
-        assert settings["consumer_group"] == variable("pumpConsumerGroupName"), path
+        assert settings["consumer_group"] == pool_spec(default("pumpConsumerGroupCount")), path
     cronjob = yaml_documents(KUBERNETES / "cronjob.yaml")[0]
     command = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--consumer-group") + 1] == variable("snapshotterConsumerGroupName")

@@ -17,6 +17,7 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
+from statepump.core.consumergroups import pool_names
 from tests.deploy.commands import SECRET_SETTINGS, SHARED_SETTINGS, problems, setting_of_env, setting_of_toml_key
 from tests.deploy.files import (
     DEPLOY,
@@ -103,7 +104,14 @@ def argv(container: dict[str, Any]) -> list[str]:
 
 def test_there_is_one_of_each_object_the_deployment_needs() -> None:
     kinds = sorted(doc["kind"] for _, doc in OBJECTS)
-    assert kinds == ["CronJob", "Deployment", "Namespace", "ServiceAccount", "ServiceAccount"]
+    assert kinds == [
+        "CronJob",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Namespace",
+        "ServiceAccount",
+        "ServiceAccount",
+    ]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -204,6 +212,39 @@ def test_settings_file_comes_from_the_configmap_and_names_only_known_settings() 
     assert settings, "statepump.toml is empty"
     for key in settings:
         assert setting_of_toml_key(key) in SHARED_SETTINGS, f"statepump.toml: unknown key {key!r}"
+
+
+# ------------------------------------------------- scaling: the autoscaler and the pool
+
+
+def test_the_autoscaler_owns_the_web_deployments_replicas_within_the_pools_readers() -> None:
+    hpa = only("HorizontalPodAutoscaler")
+    deployment = only("Deployment")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment", "web")
+    assert deployment["metadata"]["name"] == "web"
+    # With an autoscaler, a replicas field would reset the count on every `kubectl apply`.
+    assert "replicas" not in deployment["spec"]
+    pool = pool_names(toml_file(KUBERNETES / "statepump.toml")["consumer_group"])
+    # Every replica is a direct reader: 5 per partition and group of the pool, no more; and a rolling
+    # update's surge pods need free slots before the old pods stop (maxUnavailable 0), or it never ends.
+    surge = deployment["spec"]["strategy"]["rollingUpdate"]
+    assert surge["maxUnavailable"] == 0
+    assert 5 * len(pool) == 90
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"] == 5 * len(pool) - surge["maxSurge"]
+    assert hpa["spec"]["behavior"]["scaleUp"]["policies"], "an unbounded herd costs the hub's egress at once"
+
+
+def test_the_sidecar_gets_the_pod_name_as_its_node_id_and_the_snapshotter_its_own_group() -> None:
+    _, container = sidecar()
+    [node] = [e for e in container["env"] if e["name"] == "STATEPUMP_NODE_ID"]
+    assert node["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert setting_of_env("STATEPUMP_NODE_ID") == "node-id"
+    assert "--consumer-group" not in argv(container)  # the pool comes from statepump.toml
+    pool = pool_names(toml_file(KUBERNETES / "statepump.toml")["consumer_group"])
+    [snapshotter] = only("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    own = flag_value(argv(snapshotter), "--consumer-group")
+    assert own.lower() not in {name.lower() for name in pool}  # it never takes a web pod's slot
 
 
 # ---------------------------------------------------------------- cron job
