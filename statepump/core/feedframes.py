@@ -40,8 +40,10 @@ Every check happens before an item is returned, and an item is returned
 only when all its bytes are present, so whatever the bytes (cut anywhere,
 repeated, reordered, corrupted), the events that come out are exactly the
 ones the relay sent, numbered ``after + 1, after + 2, ...``, and the first
-wrong frame raises :class:`FeedError` with one line. FAILED is final: the
-reader drops the connection and reconnects after the last good event.
+wrong frame raises :class:`FeedError` with one line (the good items before it
+in the same bytes are returned first, and the error is raised by the next
+call). FAILED is final: the reader drops the connection and reconnects after
+the last good event.
 :meth:`~FeedDecoder.end` says whether the stream stopped mid-frame.
 
 >>> from datetime import datetime, timezone
@@ -175,11 +177,20 @@ class FeedDecoder:
         #: The partition the hello frame named.
         self.partition: str | None = None
         self._buffer = bytearray()
+        self._error: FeedError | None = None  # found after good items: raised by the next call
+
+    def _raise_failure(self) -> None:
+        error, self._error = self._error, None
+        raise error if error is not None else FeedError("the feed already failed: reconnect")
 
     def feed(self, data: bytes) -> list[Event | FeedStatus]:
-        """The items completed by ``data``; raises :class:`FeedError` at the first wrong frame."""
+        """The items completed by ``data``; :class:`FeedError` for the first wrong frame.
+
+        Good items before the wrong frame are returned, and the error is raised
+        by the next call (to :meth:`feed` or :meth:`end`).
+        """
         if self.state == "FAILED":
-            raise FeedError("the feed already failed: reconnect")
+            self._raise_failure()
         buffer = self._buffer
         buffer += data
         out: list[Event | FeedStatus] = []
@@ -199,17 +210,19 @@ class FeedDecoder:
                 item = self._item(payload)
                 if item is not None:
                     out.append(item)
-        except FeedError:
+        except FeedError as exc:
             self.state = "FAILED"
-            raise
+            if not out:
+                raise
+            self._error = exc
         finally:
             del buffer[:pos]
         return out
 
     def end(self) -> None:
-        """The stream ended: raises :class:`FeedError` if it stopped inside a frame (or before the hello)."""
+        """The stream ended: raises :class:`FeedError` if it stopped inside a frame or had failed."""
         if self.state == "FAILED":
-            return
+            self._raise_failure()
         if self._buffer:
             self.state = "FAILED"
             raise FeedError(f"feed ended inside a frame ({len(self._buffer)} bytes of it received)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -121,7 +122,9 @@ def test_damaged_bytes_never_yield_a_wrong_event(case: tuple[int, list[Event]], 
     got: list[Event] = []
     error = ""
     try:
-        got = decode_all(decoder, [bytes(data)])
+        for item in decoder.feed(bytes(data)):
+            if isinstance(item, Event):
+                got.append(item)
         decoder.end()
     except FeedError as exc:
         error = str(exc)
@@ -145,8 +148,15 @@ def test_a_wrong_sequence_number_fails_before_the_event_is_taken(
     wrong = Event(bad.partition, bad.sequence + shift, bad.offset, bad.enqueued_time, None, {}, bad.body)
     sent = [*events[:i], wrong, *events[i + 1 :]]
     decoder = FeedDecoder(after)
+    taken: list[Any] = []
+
+    def read_all() -> None:
+        taken.extend(decoder.feed(wire(after, sent)))  # the good ones before it come out first
+        decoder.feed(b"")
+
     with pytest.raises(FeedError, match=f"event {wrong.sequence} where {bad.sequence} was due"):
-        decoder.feed(wire(after, sent))
+        read_all()
+    assert [i for i in taken if isinstance(i, Event)] == events[:i]
     assert decoder.state == "FAILED"
     with pytest.raises(FeedError, match="already failed"):
         decoder.feed(b"")
