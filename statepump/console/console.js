@@ -246,6 +246,11 @@ async function loadHistory() {
   const path = $("#history-path").value.trim();
   try {
     const page = await getJSON(`/v1/history?path=${encodePath(path)}&limit=100`);
+    const body0 = $("#history tbody");
+    const top = page.entries.length ? String(page.entries[0].sequence) : "";
+    if (body0.dataset.path === path && body0.dataset.top === top) return; // nothing new: keep the rows (and open diffs)
+    body0.dataset.path = path;
+    body0.dataset.top = top;
     const open = new Set([...document.querySelectorAll("#history tr.diff-row")].map((r) => r.dataset.sequence));
     const body = $("#history tbody");
     body.replaceChildren(...page.entries.map((e) => entryRow(e, false)));

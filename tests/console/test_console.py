@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -120,6 +121,28 @@ def wait(driver: webdriver.Chrome, condition: Any, timeout: float = 20) -> Any:
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition(d))
 
 
+def text_of(driver: webdriver.Chrome, selector: str) -> str:
+    """The text of the first element matching ``selector`` now ("" if none): lists are re-rendered as events arrive."""
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, selector)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def click(driver: webdriver.Chrome, selector: str) -> None:
+    """Click the first element matching ``selector``, finding it again if a re-render replaced it."""
+
+    def clicked(d: webdriver.Chrome) -> bool:
+        try:
+            d.find_element(By.CSS_SELECTOR, selector).click()
+            return True
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+
+    wait(driver, clicked)
+
+
 def view(driver: webdriver.Chrome, name: str) -> None:
     driver.find_element(By.CSS_SELECTOR, f"nav button[data-view={name}]").click()
 
@@ -136,7 +159,7 @@ def test_the_console_shows_status_chart_tree_history_and_problems(
     driver.get(served.url + "/ui")
     # Status at a glance.
     wait(driver, lambda d: d.find_element(By.ID, "readiness").text == "ready")
-    assert driver.find_element(By.CSS_SELECTOR, "#card-sequence .value").text == "1"
+    wait(driver, lambda d: text_of(d, "#card-sequence .value") == "1")  # the cards are re-rendered each second
     weight = driver.execute_script(
         "return performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))"
         ".filter(e => !e.name.includes('/ui/stream')).reduce((n, e) => n + e.transferSize, 0)"
@@ -157,7 +180,7 @@ def test_the_console_shows_status_chart_tree_history_and_problems(
         wait(driver, lambda d: float(d.find_element(By.ID, "chart").get_attribute("data-last-rate") or 0) > 0)
         seen = points(driver)
         wait(driver, lambda d, seen=seen: points(d) >= seen + 2)
-    wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#card-sequence .value").text == "201")
+    wait(driver, lambda d: text_of(d, "#card-sequence .value") == "201")
     driver.save_screenshot(str(shots / "console-status.png"))
 
     # The tree of a 100,000-key state loads children on demand, quickly.
@@ -184,22 +207,20 @@ def test_the_console_shows_status_chart_tree_history_and_problems(
     # The history shows a change sent during the test, with its diff.
     view(driver, "history")
     sequence = served.send({"op": "set", "path": "markup/tshirt", "value": 0.05}, author="bob")
-    row = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f"#history tr.entry[data-sequence='{sequence}']"))[0]
-    assert "bob" in row.text
-    assert "set markup/tshirt = 0.05" in row.text
-    row.click()
-    diff = wait(
-        driver, lambda d: d.find_elements(By.CSS_SELECTOR, f"#history tr.diff-row[data-sequence='{sequence}'] li")
-    )
-    assert diff[0].text == "~ markup/tshirt: 0.03 → 0.05"
+    row = f"#history tr.entry[data-sequence='{sequence}']"
+    wait(driver, lambda d: "bob" in text_of(d, row))
+    assert "set markup/tshirt = 0.05" in text_of(driver, row)
+    click(driver, row)
+    change = f"#history tr.diff-row[data-sequence='{sequence}'] li"
+    wait(driver, lambda d: text_of(d, change) == "~ markup/tshirt: 0.03 → 0.05")
     driver.save_screenshot(str(shots / "console-history.png"))
 
     # Recent rejected events.
     rejected = served.send({"op": "explode", "path": "markup"})
     view(driver, "problems")
-    found = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f"#problems tr.entry[data-sequence='{rejected}']"))
-    assert "rejected" in found[0].text
-    assert "unknown op 'explode'" in found[0].text
+    problem = f"#problems tr.entry[data-sequence='{rejected}']"
+    wait(driver, lambda d: "unknown op 'explode'" in text_of(d, problem))
+    assert "rejected" in text_of(driver, problem)
     driver.save_screenshot(str(shots / "console-problems.png"))
 
 
