@@ -510,7 +510,7 @@ class ApiConnection(asyncio.Protocol):
             if isinstance(target, relayserving.Feed):
                 status = await relay.answer_feed(target, request, transport.write, self._drain, lambda: self._closing)
             else:
-                status = await relay.answer_snapshot(request, transport.write)
+                status = await relay.answer_snapshot(request, transport.write, self._drain)
         except (ConnectionError, asyncio.CancelledError):
             self._close()
             return

@@ -46,6 +46,8 @@ log = logging.getLogger("statepump.relay")
 #: Events per feed write: bounds the bytes one write buffers for a slow reader.
 FEED_BATCH: Final = 1000
 SNAPSHOT_TYPE: Final = b"application/vnd.statepump.snapshot"
+#: Bytes of a snapshot written before waiting for the reader to take them.
+SNAPSHOT_SLICE: Final = 1 << 20
 
 
 class RelayServing:
@@ -139,7 +141,12 @@ class RelayServing:
             self._snapshot = (version, data)
         return version, data
 
-    async def answer_snapshot(self, request: Request, write: Callable[[bytes], None]) -> int:
+    async def answer_snapshot(
+        self,
+        request: Request,
+        write: Callable[[bytes], None],
+        drain: Callable[[], Awaitable[None]] | None = None,
+    ) -> int:
         pump = self.pump
         if pump.version.sequence < 0:
             reason = pump.not_ready_reason or "nothing applied yet"
@@ -156,7 +163,12 @@ class RelayServing:
         keep = request.keep_alive
         write(response(200, data, content_type=SNAPSHOT_TYPE, headers=headers, keep_alive=keep, head=True))
         if request.method != "HEAD":
-            write(data)
+            # In slices, waiting for a slow reader between them: its buffer never holds a whole state's copy.
+            view = memoryview(data)
+            for start in range(0, len(view), SNAPSHOT_SLICE):
+                write(view[start : start + SNAPSHOT_SLICE])  # type: ignore[arg-type]
+                if drain is not None:
+                    await drain()
         return 200
 
     # --- the feed --------------------------------------------------------------------------
