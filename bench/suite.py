@@ -30,6 +30,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "8": ("snapshot", "snapshot write and size, 1M-key state"),
     "9": ("replay", "replay of 1M events into one in-memory model"),
     "10": ("relay_propagation", "propagation: send → visible in a pump behind one relay"),
+    "12": ("relay_start", "start to ready of the 1M-key state from a relay's snapshot"),
     "11": ("worker_read", "a pre-fork worker's read of one key from its relay-fed pump"),
 }
 
