@@ -480,6 +480,15 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--ready", action="store_true", help="check readiness instead of liveness")
     add_settings(health, "health")
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a deployment in seconds: one line per finding with what to do; exit 0 if a new node would be ready",
+        description="With the settings of `statepump run`: the hub and its partitions, the newest snapshot and "
+        "the reducer, whether retention and Capture cover the events after it, and the free receiver slots of "
+        "each consumer group of the pool (taken for about two seconds to count them).",
+    )
+    add_settings(doctor, "doctor")
+
     log = commands.add_parser(
         "log",
         help="print the recent changes to PATH from a running sidecar (who, when, what, outcome)",
@@ -603,6 +612,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return health_command(settings.socket_path, ready=args.ready)
         if command == "emulator":
             return asyncio.run(_emulator(settings))
+        if command == "doctor":
+            from statepump.doctor import doctor_command
+
+            return asyncio.run(doctor_command(settings))
     except ConfigError as exc:
         print(f"statepump {command}: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS

@@ -586,3 +586,5 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
         "compress",
     ),
 }
+# The doctor checks a deployment with exactly the settings of the sidecar it stands for.
+COMMAND_FIELDS["doctor"] = COMMAND_FIELDS["run"]

@@ -84,7 +84,7 @@ def test_fifteen_pumps_fill_a_pool_of_three_and_a_sixteenth_waits_for_a_slot(
     print(f"\n{SLOTS} sidecars ready {time.monotonic() - began:.1f} s after the first started")
     assert receivers(hub) == dict.fromkeys(GROUPS, 5)
     expected = fleet[0].state()
-    held = {}
+    held: dict[str, int] = {}
     for car in fleet:
         status = car.status()
         assert status["sequence"] == EVENTS - 1 and status["gap"] is None and status["duplicates_skipped"] == 0
