@@ -53,8 +53,13 @@ SNAPSHOT_SLICE: Final = 1 << 20
 class RelayServing:
     """Answers ``/v1/events`` and ``/v1/snapshot`` for one pump (each sidecar ``Server`` holds one).
 
-    >>> RelayServing.__init__.__doc__.splitlines()[0]
-    'Serve ``pump``\\'s feed and snapshot; ``token`` is required of TCP clients when given.'
+    >>> relay = RelayServing(None, token=b"s" * 16)
+    >>> asked = Request("GET", b"/v1/snapshot")
+    >>> relay.refusal(asked, ("127.0.0.1", 5000), over_tcp=True).split(b"\\r\\n")[0]
+    b'HTTP/1.1 401 Unauthorized'
+    >>> relay.refusal(Request("GET", b"/v1/snapshot", authorization=b"Bearer " + b"s" * 16), None, over_tcp=True)
+    >>> relay.refusal(asked, None, over_tcp=False) is None  # the Unix socket's mode and group decide there
+    True
     """
 
     def __init__(
