@@ -226,6 +226,7 @@ class RelayServing:
                     sent = pending[-1].sequence
                     pending = []
                     await drain()
+                    await asyncio.sleep(0)  # a long backlog must not keep other clients waiting
                 now = (pump.version.sequence, pump.ready, pump.not_ready_reason)
                 if now[1:] != status[1:]:
                     status = now
