@@ -221,7 +221,7 @@ def minimal(paths: Iterable[Path]) -> list[Path]:
     """
     kept: list[Path] = []
     seen: set[Path] = set()
-    for path in sorted(set(paths), key=len):
+    for path in sorted(set(paths), key=lambda p: (len(p), tuple(map(str, p)))):  # not the hash's order
         if not any(path[:n] in seen for n in range(len(path) + 1)):
             kept.append(path)
             seen.add(path)

@@ -297,8 +297,9 @@ def differing_pairs(
     of one C-level pass over their bucket vectors.
 
     >>> a = pmap({"x": 1, "y": 2})
-    >>> differing_pairs(a, a.set("y", 3))
-    ([('y', 2)], [('y', 3)])
+    >>> olds, news = differing_pairs(a, a.set("y", 3))
+    >>> sorted(set(olds) ^ set(news))  # "x" too, if it shares the bucket of "y"
+    [('y', 2), ('y', 3)]
     """
     ob, nb = old._buckets, new._buckets
     if len(ob) != len(nb):
