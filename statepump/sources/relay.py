@@ -147,9 +147,13 @@ class UpstreamClient:
         return self._ssl
 
     async def open(
-        self, upstream: Upstream, target: bytes
+        self, upstream: Upstream, target: bytes, head_timeout: float | None = None
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, httptools.HttpResponseParser, _ResponseHead]:
-        """Send ``GET target`` and read up to the end of the response head."""
+        """Send ``GET target`` and read up to the end of the response head (within ``head_timeout``).
+
+        The head of a snapshot comes after the relay has encoded it (over a
+        second for a 1,000,000-key state), so it may wait longer than a connect.
+        """
         try:
             async with asyncio.timeout(self.connect_timeout):
                 if upstream.socket is not None:
@@ -166,7 +170,7 @@ class UpstreamClient:
         head = _ResponseHead()
         parser = httptools.HttpResponseParser(head)
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout(head_timeout or self.connect_timeout):
                 while not head.done_head:
                     data = await reader.read(65536)
                     if not data:
@@ -181,8 +185,8 @@ class UpstreamClient:
         return reader, writer, parser, head
 
     async def get(self, upstream: Upstream, target: bytes, timeout: float = 60.0) -> _Answer:
-        """One whole response."""
-        reader, writer, parser, head = await self.open(upstream, target)
+        """One whole response, within ``timeout`` seconds."""
+        reader, writer, parser, head = await self.open(upstream, target, head_timeout=timeout)
         try:
             async with asyncio.timeout(timeout):
                 while not head.complete:
