@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench import dataset
@@ -55,13 +56,14 @@ def run(size: Size) -> Figure:
     timed: list[float] = []
     timed_per_event: list[float] = []
     timed_dict: list[float] = []
+    steps: tuple[tuple[Callable[[], None], list[float]], ...] = (
+        (lambda: fold_all(batches, config), timed),
+        (lambda: fold_all(batches, one_at_a_time), timed_per_event),
+        (dict_loop, timed_dict),
+    )
     with collector.paused():
         for i in range(size.warmup + size.runs):
-            for step, into in (
-                (lambda: fold_all(batches, config), timed),
-                (lambda: fold_all(batches, one_at_a_time), timed_per_event),
-                (dict_loop, timed_dict),
-            ):
+            for step, into in steps:
                 started = time.perf_counter_ns()
                 step()
                 if i >= size.warmup:
