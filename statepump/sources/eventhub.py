@@ -119,7 +119,7 @@ class EventHubSource:
     Reading::
 
         async for batch in src.read(after=-1):   # -1: from the start of the stream
-            for event in batch:                  # [] after max_wait idle seconds
+            for event in batch:                  # [] after max_wait idle seconds, and once the hub kept the link
                 ...
     """
 

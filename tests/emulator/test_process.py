@@ -117,6 +117,7 @@ def test_statepump_emulator_takes_the_limits_and_says_what_is_wrong(tmp_path: Pa
     bad = subprocess.run([*command, "--consumer-group", "web-"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "statepump emulator: --consumer-group: 'web-' is not a consumer group name: 1 to 50 letters, digits, "
-        "'.', '-' or '_', beginning and ending with a letter or digit"
+        "statepump emulator: invalid setting --consumer-group (STATEPUMP_CONSUMER_GROUP / consumer_group): "
+        "'web-' is not a consumer group name: 1 to 50 letters, digits, '.', '-' or '_', beginning and ending "
+        "with a letter or digit"
     ]

@@ -187,12 +187,12 @@ async def test_closing_ends_a_read_in_progress(emulator: Emulator, sources: list
     task = asyncio.create_task(consume())
     await put(emulator.connection_string, numbered(1))
     async with asyncio.timeout(10):
-        while not batches:
+        while not any(batches):
             await asyncio.sleep(0.02)
     await source.close()
     async with asyncio.timeout(5):
         await task
-    assert batches == [1]
+    assert [n for n in batches if n] == [1]  # (an empty beat says the hub kept the link)
     with pytest.raises(RuntimeError, match="closed"):
         await source.bounds()
 
