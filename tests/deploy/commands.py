@@ -39,6 +39,8 @@ SECRET_SETTINGS: frozenset[str] = frozenset({"connection-string", "storage-conne
 _STATEPUMP_SUBCOMMANDS: dict[str, frozenset[str]] = {
     "run": SHARED_SETTINGS,
     "health": HEALTH_FLAGS,
+    # The doctor checks a deployment with the settings of the sidecar it stands for.
+    "doctor": frozenset(flag(n)[2:] for n in COMMAND_FIELDS["doctor"]),
 }
 
 
