@@ -613,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "emulator":
             return asyncio.run(_emulator(settings))
         if command == "doctor":
-            from statepump.doctor import doctor_command
+            from statepump.doctorcommand import doctor_command
 
             return asyncio.run(doctor_command(settings))
     except ConfigError as exc:

@@ -1,7 +1,7 @@
 """What ``statepump doctor`` concludes from what it found (pure): one line per finding, each with
 what to do, and whether a new node would become ready.
 
-The I/O side (:mod:`statepump.doctor`) gathers :class:`Facts` with the same settings as
+The I/O side (:mod:`statepump.doctorcommand`) gathers :class:`Facts` with the same settings as
 ``statepump run``: the hub's partitions and bounds, the newest snapshot and why older or newer
 ones are passed over, Capture's coverage, and the free receiver slots of each consumer group of
 the pool. :func:`assess` decides; it uses the pump's own plan (:func:`statepump.core.plan.next_step`),
