@@ -442,10 +442,16 @@ class EventHubSource:
                     async for beat in self._beats(min(self.retry.delay(full_rounds), FULL_POOL_RETRY_MAX)):
                         yield beat
                     probe = asyncio.get_running_loop().create_task(self._probe(position))
-                    while not probe.done():
-                        await asyncio.wait({probe}, timeout=self.max_wait)
-                        if not probe.done():
-                            yield []
+                    try:
+                        while not probe.done():
+                            await asyncio.wait({probe}, timeout=self.max_wait)
+                            if not probe.done():
+                                yield []
+                    finally:
+                        if not probe.done():  # the read was closed mid-round: no receiver of it may stay
+                            probe.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await probe
                     pending = probe.result()
                     if pending is not None:
                         self.pool = self.pool.new_round()
