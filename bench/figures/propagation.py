@@ -73,10 +73,18 @@ def bare_round_trip(cs: str, producer: EventHubProducerClient, rate: int, durati
 
     consumer = EventHubConsumerClient.from_connection_string(cs, consumer_group="$Default")
 
+    receiving = loop.create_task(consumer.receive(on_event, partition_id="0", starting_position="@latest"))
+
     def consume() -> None:
         asyncio.set_event_loop(loop)
         with contextlib.suppress(asyncio.CancelledError):
-            loop.run_until_complete(consumer.receive(on_event, partition_id="0", starting_position="@latest"))
+            loop.run_until_complete(receiving)
+
+    async def stop() -> None:
+        # The SDK's receive does not return promptly on close (it waited out a 30 s join here): cancel it,
+        # after the close, so that the loop still runs this coroutine to its end.
+        await consumer.close()
+        receiving.cancel()
 
     thread = threading.Thread(target=consume, name="bench-bare-consumer", daemon=True)
     thread.start()
@@ -104,9 +112,10 @@ def bare_round_trip(cs: str, producer: EventHubProducerClient, rate: int, durati
         if not finished.wait(60):
             raise RuntimeError(f"the bare SDK consumer saw {len(latencies)} of {total} events within 60 s")
     finally:
-        asyncio.run_coroutine_threadsafe(consumer.close(), loop).result(30)
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
         thread.join(30)
-        loop.close()
+        if not thread.is_alive():
+            loop.close()
     return latencies
 
 
