@@ -21,6 +21,8 @@ For an emulator inside the test's own event loop, use
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import socket
@@ -140,6 +142,18 @@ class EmulatorProcess:
             time.sleep(0.05)  # poll interval of the readiness condition, not a wait for it
         self.kill()
         raise TimeoutError(f"the emulator was not ready within {timeout}s: {self.log()}")
+
+    def receivers(self, partition: str = "0") -> dict[str, int]:
+        """Receivers per consumer group on ``partition``, from the admin endpoint (groups with none left out)."""
+        if self.admin_port is None:
+            raise RuntimeError("this emulator was started without an admin endpoint (admin=True)")
+        connection = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        try:
+            connection.request("GET", f"/partitions/{partition}")
+            answer = json.loads(connection.getresponse().read())
+        finally:
+            connection.close()
+        return {group: n for group, n in answer["receivers"].items() if n}
 
     def log(self) -> str:
         """The end of the emulator's output."""

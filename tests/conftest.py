@@ -4,4 +4,5 @@ real component, each registered here as a pytest plugin."""
 pytest_plugins = [
     "tests.fixtures.emulator",
     "tests.fixtures.azurite",
+    "tests.fixtures.sidecars",
 ]

@@ -9,11 +9,10 @@ what Python, the imports and one connection cost.
 
 from __future__ import annotations
 
-import http.client
 import json
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,26 +33,6 @@ FULL = "all 3 consumer groups of partition 0 have 5 readers; add groups or use a
 
 def bodies(start: int, count: int) -> list[bytes]:
     return [json.dumps({"op": "set", "path": f"k/{i % 50}", "value": i}).encode() for i in range(start, start + count)]
-
-
-def receivers(hub: EmulatorProcess) -> dict[str, int]:
-    """Receivers per consumer group on partition 0, from the emulator's admin endpoint."""
-    assert hub.admin_port is not None
-    connection = http.client.HTTPConnection("127.0.0.1", hub.admin_port, timeout=10)
-    try:
-        connection.request("GET", "/partitions/0")
-        answer = json.loads(connection.getresponse().read())
-    finally:
-        connection.close()
-    return {group: n for group, n in answer["receivers"].items() if n}
-
-
-@pytest.fixture
-def cars() -> Iterator[list[Sidecar]]:
-    started: list[Sidecar] = []
-    yield started
-    for car in started:  # by process group, each one this test started
-        car.kill()
 
 
 @pytest.fixture
@@ -82,7 +61,7 @@ def test_fifteen_pumps_fill_a_pool_of_three_and_a_sixteenth_waits_for_a_slot(
     for car in fleet:
         car.wait_ready(90)
     print(f"\n{SLOTS} sidecars ready {time.monotonic() - began:.1f} s after the first started")
-    assert receivers(hub) == dict.fromkeys(GROUPS, 5)
+    assert hub.receivers() == dict.fromkeys(GROUPS, 5)
     expected = fleet[0].state()
     held: dict[str, int] = {}
     for car in fleet:
@@ -103,7 +82,7 @@ def test_fifteen_pumps_fill_a_pool_of_three_and_a_sixteenth_waits_for_a_slot(
     metrics = extra.metrics()
     assert "statepump_quota_refusals_total" in metrics and "statepump_consumer_groups 3.0" in metrics
     assert extra.log().count(FULL) == 1  # said once, however many rounds it retried
-    assert receivers(hub) == dict.fromkeys(GROUPS, 5)  # it took no slot, even for a moment of its rounds
+    assert hub.receivers() == dict.fromkeys(GROUPS, 5)  # it took no slot, even for a moment of its rounds
 
     # One neighbour stops: its link detaches before it exits, and the 16th takes the slot.
     leaving = fleet[3]
@@ -120,7 +99,7 @@ def test_fifteen_pumps_fill_a_pool_of_three_and_a_sixteenth_waits_for_a_slot(
     )
     assert ready - exited < 5.0
     assert extra.status()["consumer_group"] == group
-    assert receivers(hub) == dict.fromkeys(GROUPS, 5)
+    assert hub.receivers() == dict.fromkeys(GROUPS, 5)
     assert 'statepump_consumer_group{consumer_group="' + group + '"} 1.0' in extra.metrics()
 
     # They all follow the live events from there, to one state.
@@ -141,13 +120,13 @@ def test_a_rolling_restart_finds_the_freed_slots_at_once(
     cars.append(alone)
     normal = timed_ready(alone, began)
     assert alone.terminate() == 0
-    poll_until(lambda: not receivers(hub), 10, "the lone sidecar's slot to be free")
+    poll_until(lambda: not hub.receivers(), 10, "the lone sidecar's slot to be free")
 
     fleet = [start(hub, tmp_path, f"web-{i}") for i in range(10)]
     cars.extend(fleet)
     for car in fleet:
         car.wait_ready(90)
-    assert sum(receivers(hub).values()) == 10
+    assert sum(hub.receivers().values()) == 10
     restarts = []
     for i in range(4):  # stop one, start its replacement (the same node id, as a StatefulSet would), repeat
         old = fleet[i]
@@ -161,6 +140,6 @@ def test_a_rolling_restart_finds_the_freed_slots_at_once(
     print(f"\nnormal start {normal:.2f} s; replacements ready after " + ", ".join(f"{t:.2f}" for t in restarts) + " s")
     # One refused try (about 1.5 s with the SDK) is the most a replacement may spend beyond a normal start.
     assert max(restarts) < normal + 2.0
-    assert sum(receivers(hub).values()) == 10
+    assert sum(hub.receivers().values()) == 10
     statuses: list[dict[str, Any]] = [car.status() for car in fleet]
     assert {s["sequence"] for s in statuses} == {EVENTS - 1}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,14 +26,6 @@ pytestmark = pytest.mark.emulator
 PUMPS, EVENTS = (int(n) for n in os.environ.get("STATEPUMP_HERD", "5x8000").split("x"))
 #: One throughput unit's egress, and the burst the pacer allows (one second of it).
 EVENTS_PER_SECOND = 4_096
-
-
-@pytest.fixture
-def cars() -> Iterator[list[Sidecar]]:
-    started: list[Sidecar] = []
-    yield started
-    for car in started:  # by process group, each one this test started
-        car.kill()
 
 
 def test_a_herd_through_one_throughput_unit_is_slowed_and_reaches_one_state(

@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +31,6 @@ PUMPS = 3
 
 def bodies(start: int, count: int) -> list[bytes]:
     return [json.dumps({"op": "set", "path": f"k/{i % 100}", "value": i}).encode() for i in range(start, start + count)]
-
-
-def receivers(hub: EmulatorProcess) -> dict[str, int]:
-    assert hub.admin_port is not None
-    connection = http.client.HTTPConnection("127.0.0.1", hub.admin_port, timeout=10)
-    try:
-        connection.request("GET", "/partitions/0")
-        answer = json.loads(connection.getresponse().read())
-    finally:
-        connection.close()
-    return {group: n for group, n in answer["receivers"].items() if n}
-
-
-@pytest.fixture
-def cars() -> Iterator[list[Sidecar]]:
-    started: list[Sidecar] = []
-    yield started
-    for car in started:  # by process group, each one this test started
-        car.kill()
 
 
 def test_pumps_behind_relays_follow_the_hub_with_one_receiver_and_survive_a_killed_relay(
@@ -74,7 +55,7 @@ def test_pumps_behind_relays_follow_the_hub_with_one_receiver_and_survive_a_kill
         assert status["sequence"] == 999
         assert status["snapshot_sequence"] == 999  # loaded from the relay, not replayed
         assert status["upstream"]["upstream"] == str(second.socket)
-    assert receivers(hub) == {"$Default": 1}  # only r1 reads the hub
+    assert hub.receivers() == {"$Default": 1}  # only r1 reads the hub
 
     sender = threading.Thread(target=send, args=(hub.connection_string, bodies(1000, 1000)))
     sender.start()
@@ -96,7 +77,7 @@ def test_pumps_behind_relays_follow_the_hub_with_one_receiver_and_survive_a_kill
         assert status["reconnects"] >= 1
         assert status["ready"]
     assert reference["events_applied"] == 3000
-    assert receivers(hub) == {"$Default": 1}
+    assert hub.receivers() == {"$Default": 1}
 
 
 def test_a_downstream_of_a_not_ready_relay_is_not_ready_with_the_relays_reason(
