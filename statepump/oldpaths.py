@@ -7,7 +7,8 @@ Event Hubs client into :mod:`statepump.eventhubs` and the sidecar into
 with the module that now holds its contents, and warns once per name. No
 file stands at the old paths, so no two modules share a base name.
 
->>> import warnings
+>>> import sys, warnings
+>>> _ = sys.modules.pop("statepump.events", None)  # a test may have imported it already
 >>> with warnings.catch_warnings(record=True) as caught:
 ...     warnings.simplefilter("always")
 ...     from statepump.events import Event

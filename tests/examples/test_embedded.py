@@ -183,7 +183,7 @@ def test_readyz_says_why_after_a_poison_event_and_the_last_good_version_is_still
     with running_app(kind, hub, partition, tmp_path) as app:
         # Caught up at start: the event sent before the app started is there.
         assert app.value("limit").json() == 10
-        poison = hub.send({"op": "explode", "path": "limit"}, partition=partition)
+        poison = hub.send("not a JSON object: undecodable, so poison", partition=partition)
 
         def not_ready() -> dict[str, object]:
             response = app.http.get("/readyz")
