@@ -21,7 +21,6 @@ re-planning forever; a run gives up at the first one and names the range.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -33,7 +32,7 @@ from snapshotter.outcome import Deletion, Outcome
 from snapshotter.store_view import StoreView
 from statepump.components import make_hub, make_pump, make_store
 from statepump.core.errors import SnapshotExists, StatepumpError
-from statepump.pump import Pump, PumpFailed
+from statepump.pump import Pump, PumpFailed, StoppedAtGap
 from statepump.settings import Settings
 from statepump.sources import EventSource
 from statepump.stores import SnapshotStore, snapshot_name
@@ -198,20 +197,13 @@ async def _run(
 
 async def _catch_up(pump: Pump[Any], aim: int) -> None:
     """Run ``pump`` to ``aim``; raise :class:`SnapshotterFailed` on a gap, a poison event or a failure."""
-    await pump.start()
-    ready = asyncio.ensure_future(pump.wait_ready())
     try:
-        while True:
-            done, _ = await asyncio.wait({ready}, timeout=GAP_POLL_SECONDS)
-            if done:
-                ready.result()
-                break
-            gap = pump.status()["gap"]
-            if gap is not None:
-                raise SnapshotterFailed(
-                    f"cannot reach sequence {aim}: events {gap['first']}..{gap['last']} are in neither the hub "
-                    f"nor Capture ({pump.not_ready_reason})"
-                )
+        await pump.run_to_target(gap_poll=GAP_POLL_SECONDS)
+    except StoppedAtGap as gap:
+        raise SnapshotterFailed(
+            f"cannot reach sequence {aim}: events {gap.expected}..{gap.last_missing} are in neither the hub "
+            f"nor Capture ({gap.reason})"
+        ) from None
     except PumpFailed as exc:
         if pump.poisoned:
             # The pump's own words ("serving sequence N") describe a sidecar, not a snapshotter.
@@ -223,12 +215,6 @@ async def _catch_up(pump: Pump[Any], aim: int) -> None:
                 "records it as a dead letter)"
             ) from None
         raise SnapshotterFailed(f"cannot reach sequence {aim}: {exc}") from None
-    finally:
-        if not ready.done():
-            ready.cancel()
-            with contextlib.suppress(asyncio.CancelledError, PumpFailed):
-                await ready
-        await pump.stop()
     if pump.version.sequence < aim:
         raise SnapshotterFailed(
             f"cannot reach sequence {aim}: stopped at {pump.version.sequence} ({pump.not_ready_reason})"

@@ -25,7 +25,6 @@ hub's retention has dropped that far back.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -35,7 +34,7 @@ from typing import Any, Final
 from statepump.components import embedded_file, make_capture, make_hub, make_pump, make_store
 from statepump.core.errors import ConfigError, StatepumpError
 from statepump.core.events import Version
-from statepump.pump import Pump, PumpFailed
+from statepump.pump import Pump, PumpFailed, StoppedAtGap
 from statepump.settings import Settings
 from statepump.sources import EventSource
 from statepump.stores import SnapshotRef, SnapshotStore
@@ -129,28 +128,15 @@ async def state_at(
 
 
 async def _replay(pump: Pump[Any], aim: int) -> None:
-    await pump.start()
-    ready = asyncio.ensure_future(pump.wait_ready())
     try:
-        while True:
-            done, _ = await asyncio.wait({ready}, timeout=GAP_POLL_SECONDS)
-            if done:
-                ready.result()
-                break
-            gap = pump.status()["gap"]
-            if gap is not None:
-                raise TimeTravelFailed(
-                    f"cannot rebuild sequence {aim}: events {gap['first']}..{gap['last']} are in no snapshot, "
-                    "nor the hub, nor Capture"
-                )
+        await pump.run_to_target(gap_poll=GAP_POLL_SECONDS)
+    except StoppedAtGap as gap:
+        raise TimeTravelFailed(
+            f"cannot rebuild sequence {aim}: events {gap.expected}..{gap.last_missing} are in no snapshot, "
+            "nor the hub, nor Capture"
+        ) from None
     except PumpFailed as exc:
         raise TimeTravelFailed(f"cannot rebuild sequence {aim}: {exc}") from None
-    finally:
-        if not ready.done():
-            ready.cancel()
-            with contextlib.suppress(asyncio.CancelledError, PumpFailed):
-                await ready
-        await pump.stop()
     if pump.version.sequence != aim:
         raise TimeTravelFailed(
             f"cannot rebuild sequence {aim}: stopped at {pump.version.sequence} ({pump.not_ready_reason})"

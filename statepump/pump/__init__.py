@@ -17,7 +17,7 @@ All of them log to ``statepump.pump``.
 """
 
 from statepump.pump.executor import CATCHUP_PUBLISH_INTERVAL
-from statepump.pump.lifecycle import Pump
+from statepump.pump.lifecycle import Pump, StoppedAtGap
 from statepump.pump.published import PumpFailed, Subscriber
 
-__all__ = ["CATCHUP_PUBLISH_INTERVAL", "Pump", "PumpFailed", "Subscriber"]
+__all__ = ["CATCHUP_PUBLISH_INTERVAL", "Pump", "PumpFailed", "StoppedAtGap", "Subscriber"]

@@ -23,12 +23,13 @@ from typing_extensions import TypeVar
 
 from statepump.core import plan
 from statepump.core.configops import config
+from statepump.core.errors import SequenceGapError
 from statepump.core.events import Version
 from statepump.core.fold import Poisoned, PoisonPolicy, Rejection
 from statepump.core.history import History
 from statepump.core.reducer import Reducer
 from statepump.pump.executor import CATCHUP_PUBLISH_INTERVAL, Executor
-from statepump.pump.published import Published, Publishing
+from statepump.pump.published import Published, Publishing, PumpFailed
 from statepump.sources import EventSource
 from statepump.stores import SnapshotStore
 from statepump.stores.deadletters import DeadLetter
@@ -316,6 +317,33 @@ class Pump(Published[S]):
         if self._failure is not None:
             raise self._failure
 
+    async def run_to_target(self, *, gap_poll: float = 0.1) -> None:
+        """Start, wait until ready (a pump built with ``until`` is ready at its target), and stop.
+
+        For the offline users of a pump, the snapshotter and time travel, which
+        must not wait out a gap the way a sidecar does: a gap raises
+        :class:`StoppedAtGap` as soon as the pump reports it (checked every
+        ``gap_poll`` seconds), and a failure raises :class:`PumpFailed`. The
+        pump is stopped in every case; its ``version`` says where it got.
+        """
+        await self.start()
+        ready = asyncio.ensure_future(self.wait_ready())
+        try:
+            while True:
+                done, _ = await asyncio.wait({ready}, timeout=gap_poll)
+                if done:
+                    ready.result()
+                    return
+                gap = self.status()["gap"]
+                if gap is not None:
+                    raise StoppedAtGap(gap["first"], gap["last"], self.not_ready_reason)
+        finally:
+            if not ready.done():
+                ready.cancel()
+                with contextlib.suppress(asyncio.CancelledError, PumpFailed):
+                    await ready
+            await self.stop()
+
     async def __aenter__(self) -> Pump[S]:
         await self.start()
         return self
@@ -375,3 +403,11 @@ class Pump(Published[S]):
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout)
             self._thread = None
+
+
+class StoppedAtGap(SequenceGapError):
+    """:meth:`Pump.run_to_target` met events no source holds: ``expected..last_missing``, and the pump's reason."""
+
+    def __init__(self, first: int, last: int, reason: str | None) -> None:
+        super().__init__(first, last_missing=last)
+        self.reason = reason
