@@ -29,6 +29,7 @@ from typing import Any
 
 from snapshotter import retention, target
 from snapshotter.outcome import Deletion, Outcome
+from snapshotter.pumplog import speaking_for_the_snapshotter
 from snapshotter.store_view import StoreView
 from statepump.components import make_hub, make_pump, make_store
 from statepump.core.errors import SnapshotExists, StatepumpError
@@ -130,13 +131,17 @@ async def _run(
     applied = int(status["events_applied"])
     loaded_ref = pump.loaded.ref if pump.loaded else None
     loaded_meta = pump.loaded.meta if pump.loaded else None
-    log.info(
-        "caught up at %d: %d events in %.2f s (%.0f events/s)",
-        pump.version.sequence,
-        applied,
-        catch_up_seconds,
-        applied / max(catch_up_seconds, 1e-9),
-    )
+    if applied:
+        log.info(
+            "caught up at %d: %d events in %.2f s (%.0f events/s)",
+            pump.version.sequence,
+            applied,
+            catch_up_seconds,
+            applied / max(catch_up_seconds, 1e-9),
+        )
+    else:
+        # Reached by loading a snapshot at or past the target: there was nothing to fold.
+        log.info("the snapshot at %d is this reducer's; no event after it to fold", pump.version.sequence)
     common.update(
         started_from=loaded_ref.name if loaded_ref else None,
         events_from_capture=int(status["events_from_capture"]),
@@ -198,7 +203,8 @@ async def _run(
 async def _catch_up(pump: Pump[Any], aim: int) -> None:
     """Run ``pump`` to ``aim``; raise :class:`SnapshotterFailed` on a gap, a poison event or a failure."""
     try:
-        await pump.run_to_target(gap_poll=GAP_POLL_SECONDS)
+        with speaking_for_the_snapshotter():
+            await pump.run_to_target(gap_poll=GAP_POLL_SECONDS)
     except StoppedAtGap as gap:
         raise SnapshotterFailed(
             f"cannot reach sequence {aim}: events {gap.expected}..{gap.last_missing} are in neither the hub "
@@ -206,7 +212,6 @@ async def _catch_up(pump: Pump[Any], aim: int) -> None:
         ) from None
     except PumpFailed as exc:
         if pump.poisoned:
-            # The pump's own words ("serving sequence N") describe a sidecar, not a snapshotter.
             poisoned = pump.poisoned[-1]
             raise SnapshotterFailed(
                 f"cannot reach sequence {aim}: poison event {poisoned.event.sequence} on partition "
