@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from azure.eventhub import EventHubProducerClient
 
@@ -145,15 +146,24 @@ class EmulatorProcess:
 
     def receivers(self, partition: str = "0") -> dict[str, int]:
         """Receivers per consumer group on ``partition``, from the admin endpoint (groups with none left out)."""
+        answer = self._partition(partition)
+        return {group: n for group, n in answer["receivers"].items() if n}
+
+    def egress(self, partition: str = "0") -> dict[str, dict[str, int]]:
+        """Events and bytes the hub delivered on ``partition`` since its start, by consumer group (admin endpoint)."""
+        egress: dict[str, dict[str, int]] = self._partition(partition)["egress"]
+        return egress
+
+    def _partition(self, partition: str) -> dict[str, Any]:
         if self.admin_port is None:
             raise RuntimeError("this emulator was started without an admin endpoint (admin=True)")
         connection = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
         try:
             connection.request("GET", f"/partitions/{partition}")
-            answer = json.loads(connection.getresponse().read())
+            answer: dict[str, Any] = json.loads(connection.getresponse().read())
         finally:
             connection.close()
-        return {group: n for group, n in answer["receivers"].items() if n}
+        return answer
 
     def log(self) -> str:
         """The end of the emulator's output."""

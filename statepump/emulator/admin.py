@@ -1,7 +1,9 @@
 """The emulator's admin HTTP endpoint (loopback only), for tests and demos.
 
-``GET /partitions/{id}`` returns the partition's numbers as JSON, and under
-``receivers`` how many receivers each consumer group has on it;
+``GET /partitions/{id}`` returns the partition's numbers as JSON, under
+``receivers`` how many receivers each consumer group has on it, and under
+``egress`` the events and bytes the hub delivered to each group's receivers
+since it started (the hub's egress, what throughput units bill for);
 ``POST /partitions/{id}/expire?before_sequence=N`` drops the events below N
 exactly as retention would and returns the new numbers.
 ``GET /receivers`` lists every receiver by partition and consumer group (its
@@ -62,7 +64,11 @@ def route(hub: Hub, method: str, target: str) -> tuple[int, dict[str, Any]]:
     if match["expire"] is None:
         if method != "GET":
             return 405, {"error": f"{method} is not allowed on /partitions/{partition}; use GET"}
-        return 200, {**partition_log.info().as_dict(), "receivers": hub.receiver_counts(partition)}
+        return 200, {
+            **partition_log.info().as_dict(),
+            "receivers": hub.receiver_counts(partition),
+            "egress": hub.egress_counts(partition),
+        }
     if method != "POST":
         return 405, {"error": f"{method} is not allowed on /partitions/{partition}/expire; use POST"}
     values = parse_qs(url.query).get("before_sequence")

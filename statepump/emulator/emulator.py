@@ -234,6 +234,10 @@ class Emulator:
         """Who receives what (as the admin endpoint's ``GET /receivers``)."""
         return self._hub().receiver_table()
 
+    def egress(self, partition: str = "0") -> dict[str, dict[str, int]]:
+        """Events and bytes delivered on ``partition`` by consumer group (as ``GET /partitions/{id}``'s ``egress``)."""
+        return self._hub().egress_counts(partition)
+
     async def flush_capture(self) -> None:
         """Write the current Capture window now."""
         if self.capturer is None:

@@ -104,6 +104,8 @@ class Hub:
         self._logs = {pid: PartitionLog(pid, data_dir) for pid in self.partition_ids}
         self._listeners: dict[str, set[Callable[[], None]]] = {pid: set() for pid in self.partition_ids}
         self._round_robin = 0
+        # (partition, consumer group) -> [events, bytes] delivered to its receivers since the start.
+        self._delivered: dict[tuple[str, str], list[int]] = {}
 
     def log(self, partition: str) -> PartitionLog:
         try:
@@ -163,6 +165,32 @@ class Hub:
             assert epoch is not None  # only an owner level steals
             victim.receiver.steal(quotas.Claims.stolen_description(victim, epoch, partition, consumer_group.lower()))
 
+    def delivered(self, partition: str, consumer_group: str, events: int, nbytes: int) -> None:
+        """Count ``events`` (``nbytes`` of AMQP messages) delivered to a receiver on ``consumer_group`` (any case).
+
+        This is the hub's egress, what throughput units bill for, whichever receiver took it.
+        """
+        group = self.groups.find(consumer_group) or consumer_group.lower()
+        counts = self._delivered.setdefault((partition, group), [0, 0])
+        counts[0] += events
+        counts[1] += nbytes
+
+    def egress_counts(self, partition: str) -> dict[str, dict[str, int]]:
+        """Events and bytes delivered on ``partition`` since the start, by consumer group (groups never read left out).
+
+        >>> hub = Hub("hub", partitions=1)
+        >>> hub.delivered("0", "$DEFAULT", 3, 300)
+        >>> hub.delivered("0", "$Default", 1, 100)
+        >>> hub.egress_counts("0")
+        {'$Default': {'events': 4, 'bytes': 400}}
+        """
+        self.log(partition)  # an unknown partition raises
+        return {
+            group: {"events": counts[0], "bytes": counts[1]}
+            for (pid, group), counts in sorted(self._delivered.items())
+            if pid == partition
+        }
+
     def receivers(self, partition: str) -> int:
         """How many receivers are attached to ``partition``, over all consumer groups."""
         return self.claims.count(partition)
@@ -197,6 +225,7 @@ class Hub:
             "connections": self.connections,
             "max_connections": self.max_connections,
             "throughput_units": self.throughput_units,
+            "egress": {pid: self.egress_counts(pid) for pid in self.partition_ids},
             "partitions": {
                 pid: {
                     group: [

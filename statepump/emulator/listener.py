@@ -385,8 +385,10 @@ class AmqpClient(asyncio.Protocol):
                 sent_bytes += len(payload)
                 if sent_bytes >= share[1]:
                     break
+            delivered = consumer.next_sequence - records[0].sequence
+            self.hub.delivered(consumer.partition, consumer.consumer_group, delivered, sent_bytes)
             if bucket is not None:
-                bucket.take(now, events=consumer.next_sequence - records[0].sequence, nbytes=sent_bytes)
+                bucket.take(now, events=delivered, nbytes=sent_bytes)
             if consumer.next_sequence <= records[-1].sequence or len(records) == min(_PASS, share[0]):
                 again = True
         if again:

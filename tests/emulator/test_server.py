@@ -197,3 +197,26 @@ async def test_admin_lists_receivers_and_creates_consumer_groups(emulator: Emula
     await until(lambda: hub.receivers("0") == 0, "the closed receiver going")
     _, after = await http(port, "GET", "/receivers")
     assert cast(dict[str, dict[str, list[object]]], after["partitions"])["0"]["Audit"] == []
+
+
+async def test_admin_counts_the_hubs_egress_by_consumer_group(emulator: Emulator) -> None:
+    """Every event delivered to every receiver counts, as throughput units bill it: two readers of one
+    group cost twice one, and a reader of another group is counted under its own name."""
+    assert emulator.admin_port
+    port = emulator.admin_port
+    texts = [f"event-{i:03d}" for i in range(20)]
+    enqueue(emulator, "0", *texts)
+    emulator.create_consumer_group("Audit")
+    _, before = await http(port, "GET", "/partitions/0")
+    assert before["egress"] == {}
+    for group in ("$Default", "$Default", "AUDIT"):
+        assert bodies(await receive(emulator.connection_string, "0", 20, consumer_group=group)) == texts
+    _, partition = await http(port, "GET", "/partitions/0")
+    egress = cast(dict[str, dict[str, int]], partition["egress"])
+    assert set(egress) == {"$Default", "Audit"}
+    assert egress["$Default"]["events"] == 40 and egress["Audit"]["events"] == 20
+    # Bytes are the AMQP messages sent: the same events cost the same bytes in either group.
+    assert egress["$Default"]["bytes"] == 2 * egress["Audit"]["bytes"] > 20 * len(texts[0])
+    assert emulator.egress("0") == egress
+    _, table = await http(port, "GET", "/receivers")
+    assert cast(dict[str, object], table["egress"]) == {"0": egress, "1": {}}
