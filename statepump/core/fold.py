@@ -25,6 +25,13 @@ Rules, in the order they are checked for each event:
    serving the last good version; under ``skip`` the event is recorded in
    ``result.skipped`` and the version moves past it with the state unchanged.
 
+Before any of rules 3 and 4, a **control event** (the application property
+``statepump-control``, see :mod:`statepump.core.control`) is never passed to
+the reducer: it is a no-op on the state, recorded in ``result.controls`` (or
+in ``result.rejected`` when its body is no valid order). What a skip order
+does to a pump halted on poison is the pump's to carry out, by that module's
+rules; the fold only guarantees that no reducer ever sees one.
+
 A batch produces one version (a :class:`Folder`, several batches), and that
 version's sequence number is the last event it covers, so every published
 version corresponds to exactly one sequence number. Since no one sees the
@@ -40,6 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
+from statepump.core import control
 from statepump.core.errors import Rejected, SequenceGapError
 from statepump.core.events import Event, Version
 from statepump.core.reducer import Reducer, Transient
@@ -80,6 +88,7 @@ class FoldResult(Generic[S]):
     skipped: tuple[Poisoned, ...] = ()
     stopped: Poisoned | None = None
     rejected: tuple[Rejection, ...] = ()
+    controls: tuple[control.Skip, ...] = ()
 
 
 class FoldGap(SequenceGapError):
@@ -100,6 +109,7 @@ class Fed:
     stopped: Poisoned | None = None
     gap: tuple[int, int] | None = None
     rejected: tuple[Rejection, ...] = ()
+    controls: tuple[control.Skip, ...] = ()
 
 
 class Folder(Generic[S]):
@@ -165,6 +175,7 @@ class Folder(Generic[S]):
         applied = duplicates = 0
         skipped: list[Poisoned] = []
         rejected: list[Rejection] = []
+        controls: list[control.Skip] = []
         stopped: Poisoned | None = None
         gap: tuple[int, int] | None = None
         apply = transient.apply
@@ -177,6 +188,13 @@ class Folder(Generic[S]):
                 if n != last + 1:
                     gap = (last + 1, n)
                     break
+                if control.CONTROL_PROPERTY in event.properties:  # one dict lookup per event on the fold's path
+                    try:
+                        controls.append(control.read(event))
+                    except Rejected as exc:
+                        rejected.append(Rejection(event, str(exc)))
+                    last, last_event = n, event
+                    continue
                 try:
                     apply(event)
                 except Rejected as exc:  # deterministic: a no-op here and on every other node
@@ -193,7 +211,7 @@ class Folder(Generic[S]):
                 last, last_event = n, event
         finally:
             self._last, self._last_event = last, last_event
-        return Fed(applied, duplicates, tuple(skipped), stopped, gap, tuple(rejected))
+        return Fed(applied, duplicates, tuple(skipped), stopped, gap, tuple(rejected), tuple(controls))
 
     def freeze(self, applied_at: datetime) -> Version[S]:
         """The version of everything folded so far (the same object when nothing was)."""
@@ -230,7 +248,7 @@ def fold(
     folder = Folder(version, reducer, policy=policy)
     fed = folder.feed(events)
     result = FoldResult(
-        folder.freeze(applied_at), fed.applied, fed.duplicates, fed.skipped, fed.stopped, fed.rejected
+        folder.freeze(applied_at), fed.applied, fed.duplicates, fed.skipped, fed.stopped, fed.rejected, fed.controls
     )
     if fed.gap is not None:
         raise FoldGap(*fed.gap, result)  # type: ignore[arg-type]

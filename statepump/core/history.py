@@ -56,8 +56,10 @@ from statepump.core.events import Event
 
 #: What the fold made of an event. ``rejected``: a deterministic no-op (the
 #: event was invalid or its precondition failed); ``poisoned``: the reducer
-#: failed, and the poison policy ``skip`` moved past it.
-Outcome = Literal["applied", "rejected", "poisoned"]
+#: failed, and the poison policy ``skip`` moved past it; ``skipped``: the
+#: reducer failed, the pump halted, and a control event released it
+#: (:mod:`statepump.core.control`); ``control``: a control event, never the reducer's.
+Outcome = Literal["applied", "rejected", "poisoned", "skipped", "control"]
 
 #: Default bounds of a pump's ring (``--history EVENTS``, ``--history-bytes``).
 DEFAULT_EVENTS: Final = 10_000

@@ -17,9 +17,14 @@ This is the I/O shell around the pure core. It owns one loop, ``_run``::
                        may still write the missing files).
         Done        -> ready; the loop ends (only with ``until``).
 
-The loop ends when it is done, when :meth:`Executor.stop` is called, on a
-poison event under the ``stop`` policy (not ready, still serving), or on a
-failure (``failure`` is set). A hub that goes away after the pump has been
+The loop ends when it is done, when :meth:`Executor.stop` is called, or on
+a failure (``failure`` is set). A poison event under the ``stop`` policy
+halts it (not ready, still serving): ``_seek_release`` then reads on without
+applying, for a control event that skips it (:mod:`statepump.core.control`);
+found, the event is skipped and the loop plans again from it, so the events
+after it are read again and folded in order. With ``until`` (the snapshotter,
+time travel) the search ends at the hub's last event as it was then, and the
+loop ends there when no skip was found. A hub that goes away after the pump has been
 ready is waited out: not ready, still serving, retrying; before that, it is
 a failure, so that ``statepump run`` exits 1.
 
@@ -40,7 +45,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from statepump.core import collector, plan
+from statepump.core import collector, control, plan
 from statepump.core.errors import SequenceGapError, ServiceUnavailable, StatepumpError
 from statepump.core.events import Event, PartitionBounds, Version
 from statepump.core.fold import Fed, Folder, FoldGap, FoldResult, Poisoned, PoisonPolicy, Rejection
@@ -117,12 +122,17 @@ class Executor(Generic[S]):
             "poison_events": 0,
             "events_rejected": 0,
             "events_skipped_by_gap": 0,
+            "poison_events_skipped_by_control": 0,
             "fold_batches": 0,
         }
         self.fold_seconds_total = 0.0
         self.poisoned: list[Poisoned] = []  # the most recent poison events, newest last (bounded)
         self.rejected: list[Rejection] = []  # the most recent rejected events, newest last (bounded)
         self.skipped_ranges: list[plan.Skipped] = []
+        #: Poison events a control event released this pump from (skipped), oldest first (bounded).
+        self.released: list[tuple[Poisoned, control.Skip]] = []
+        #: The poison event the pump is halted on, and how far it has read on looking for its skip.
+        self.halted: tuple[Poisoned, int] | None = None
         self.collector = collector.Collector(gc_interval)
 
         self._was_ready = False
@@ -179,6 +189,10 @@ class Executor(Generic[S]):
                     if not self._was_ready:
                         raise  # at start, a hub that stays away is a failure: `statepump run` exits 1
                     await self._unavailable(exc)
+                except _Halted as halted:
+                    if not await self._seek_release(halted.poisoned):
+                        break
+                    coverage = plan.CaptureCoverage.unknown() if self.capture else plan.CaptureCoverage.off()
         except (asyncio.CancelledError, _Stop):
             pass
         except plan.PositionAheadError as exc:
@@ -435,7 +449,7 @@ class Executor(Generic[S]):
             raise FoldGap(*fed.gap, partial)  # type: ignore[arg-type]
         if fed.stopped is not None:
             self._poisoned(fed.stopped)
-            raise _Stop
+            raise _Halted(fed.stopped)
 
     def _publish_folded(self) -> None:
         """Publish what the open fold holds, and close it (a no-op when there is none)."""
@@ -455,6 +469,10 @@ class Executor(Generic[S]):
             self.rejected = [*self.rejected[-100:], *fed.rejected[-100:]][-100:]
             for rejection in fed.rejected:
                 log.warning("event %d rejected (state unchanged): %s", rejection.event.sequence, rejection.reason)
+        for order in fed.controls:
+            released = any(c.sequence == order.sequence for _, c in self.released)
+            effect = "it released this pump" if released else "no effect here (not a poison event that stopped it)"
+            log.info("control event %d: %s; %s", order.sequence, order.describe(), effect)
         for poisoned in fed.skipped:
             self._record_poison(poisoned)
             if self.dead_letter is not None:
@@ -467,20 +485,130 @@ class Executor(Generic[S]):
 
     def _poisoned(self, poisoned: Poisoned) -> None:
         self._record_poison(poisoned)
+        n = poisoned.event.sequence
         problem = (
-            f"poison event {poisoned.event.sequence} on partition {poisoned.event.partition}: {poisoned.error}; "
+            f"poison event {n} on partition {poisoned.event.partition}: {poisoned.error}; "
             f"serving sequence {self.version.sequence} (policy stop)"
         )
-        log.error("not serving as ready: %s", problem)  # the words of every line that ends readiness
+        first_seen = self._dead_letter_seen(poisoned)
+        if first_seen is None:
+            log.error(  # the words of every line that ends readiness
+                "not serving as ready: %s; `statepump skip %d --reason ...` releases every node", problem, n
+            )
+        else:
+            # Recorded before (a restart, a snapshotter run): the story was told then; say only where we are.
+            log.warning(
+                "not serving as ready: still stopped at poison event %d (first seen %s); see `statepump skip`",
+                n,
+                first_seen,
+            )
+        self.halted = (poisoned, n)
         self._publisher.mark_not_ready("stopped by a poison event", problem)
+
+    def _dead_letter_seen(self, poisoned: Poisoned) -> str | None:
+        """Record a halting poison event in the dead-letter sink; when it was there already, since when.
+
+        The sink's record is the marker that survives restarts: one per
+        partition, sequence number and reducer, whichever process met it.
+        Not storing it only costs the shorter line, so a failure is a warning.
+        """
+        if self.dead_letter is None:
+            return None
+        try:
+            earlier = self.dead_letter.record(poisoned, reducer=self.reducer.identity)
+        except Exception as exc:
+            log.warning("poison event %d not recorded as a dead letter: %s", poisoned.event.sequence, exc)
+            return None
+        return str(earlier.get("recorded_at") or "before") if earlier is not None else None
+
+    async def _seek_release(self, poisoned: Poisoned) -> bool:
+        """Halted on ``poisoned``: read on, applying nothing, until a control event skips it; True once skipped.
+
+        Only the position is held while reading (not the events passed over):
+        once the skip is found, the loop plans again from the skipped event and
+        reads the events after it again. With ``until``, the search ends at the
+        hub's last event as it is now (False when no skip is found by then).
+        """
+        n = poisoned.event.sequence
+        position, horizon = n, None
+        while not self._stopping.is_set():
+            found: control.Skip | None = None
+            try:
+                bounds = await self.source.bounds()
+                if self.until is not None:
+                    horizon = bounds.last if horizon is None else horizon
+                    if position >= horizon:
+                        return False
+                if self.capture is not None and position + 1 < bounds.first:
+                    held = await self.capture.bounds()  # retention dropped events after n: Capture has them
+                    through = min(held.last, bounds.first - 1)
+                    if through > position:
+                        found, position = await self._scan(self.capture, n, position, through)
+                if found is None:
+                    found, position = await self._scan(self.source, n, max(position, bounds.first - 1), horizon)
+            except ServiceUnavailable as exc:
+                if self.until is not None:
+                    raise
+                log.warning("looking for a skip of poison event %d: %s; retrying", n, exc)
+            if found is not None:
+                self._release(poisoned, found)
+                return True
+            if self.until is not None and horizon is not None and position >= horizon:
+                return False
+            with contextlib.suppress(TimeoutError):  # the read ended early (a gap, an outage): try again
+                await asyncio.wait_for(self._stopping.wait(), self.replan_interval)
+        return False
+
+    async def _scan(
+        self, source: EventSource, halted_at: int, after: int, through: int | None
+    ) -> tuple[control.Skip | None, int]:
+        """Read ``source`` after ``after`` (through ``through``) for the skip of ``halted_at``; (skip, position)."""
+        position = after
+        async with _reading(_gaps_as_fold_gaps(source.read(after))) as batches:
+            async for batch in batches:
+                for event in batch:
+                    if event.sequence <= position:
+                        continue
+                    position = event.sequence
+                    found = control.release_of(event, halted_at)
+                    if found is not None:
+                        return found, position
+                    if through is not None and position >= through:
+                        return None, position
+                if self.halted is not None:
+                    self.halted = (self.halted[0], position)
+                if self._stopping.is_set():
+                    raise _Stop
+                if through is not None and position >= through:
+                    break
+        return None, position
+
+    def _release(self, poisoned: Poisoned, order: control.Skip) -> None:
+        """Skip ``poisoned`` as ``order`` says: the state stays, the version moves to it; the loop reads on after it."""
+        event = poisoned.event
+        self.halted = None
+        self.counts["poison_events_skipped_by_control"] += 1
+        self.released = [*self.released[-99:], (poisoned, order)]
+        log.warning(
+            "poison event %d skipped by control event %d (%s); applying the events after it",
+            event.sequence,
+            order.sequence,
+            order.reason,
+        )
+        why = f"{poisoned.error}; skipped by control event {order.sequence}: {order.reason}"
+        self.history.record([event], through=event.sequence, outcomes={event.sequence: ("skipped", why)})
+        v = self.version
+        self._publisher.set_phase(f"catching up after skipped poison event {event.sequence}", clear_problem=True)
+        self._publisher.publish(Version(v.state, event.sequence, event.enqueued_time, v.partition, datetime.now(UTC)))
 
 
 def _outcomes(fed: Fed) -> dict[int, tuple[Outcome, str]] | None:
     """What the ring records beside "applied": the batch's rejected and poisoned events."""
-    if not fed.skipped and not fed.rejected:
+    if not fed.skipped and not fed.rejected and not fed.controls:
         return None
     outcomes: dict[int, tuple[Outcome, str]] = {r.event.sequence: ("rejected", r.reason) for r in fed.rejected}
     outcomes.update((p.event.sequence, ("poisoned", p.error)) for p in fed.skipped)
+    outcomes.update((c.sequence, ("control", c.describe())) for c in fed.controls)
     return outcomes
 
 
@@ -514,7 +642,15 @@ async def _gaps_as_fold_gaps(batches: AsyncIterator[Sequence[Event]]) -> AsyncIt
 
 
 class _Stop(Exception):
-    """Ends the pump's loop quietly (stop requested, or poison under the stop policy)."""
+    """Ends the pump's loop quietly (stop requested)."""
+
+
+class _Halted(Exception):
+    """A poison event under the ``stop`` policy: the loop looks for a control event that skips it."""
+
+    def __init__(self, poisoned: Poisoned) -> None:
+        super().__init__(poisoned.error)
+        self.poisoned = poisoned
 
 
 class _Progress:

@@ -246,6 +246,21 @@ class Pump(Published[S]):
                 {"sequence": ex.rejected[-1].event.sequence, "reason": ex.rejected[-1].reason} if ex.rejected else None
             ),
             "events_skipped_by_gap": ex.counts["events_skipped_by_gap"],
+            # The release from a poison stop (statepump skip, statepump/core/control.py): where the search is,
+            # and the poison events control events skipped.
+            "halted_on_poison": (
+                {"sequence": ex.halted[0].event.sequence, "read_through": ex.halted[1]} if ex.halted else None
+            ),
+            "poison_events_skipped_by_control": ex.counts["poison_events_skipped_by_control"],
+            "last_skipped_by_control": (
+                {
+                    "sequence": ex.released[-1][0].event.sequence,
+                    "by": ex.released[-1][1].sequence,
+                    "reason": ex.released[-1][1].reason,
+                }
+                if ex.released
+                else None
+            ),
             "gap": {"first": ex.gap.expected, "last": ex.gap.last_missing} if ex.gap else None,
             "allow_gap": ex.allow_gap,
             "reconnects": int(getattr(ex.source, "reconnects", 0)),

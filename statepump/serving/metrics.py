@@ -156,6 +156,11 @@ class PumpCollector(Collector):
         yield from counter("statepump_duplicates_skipped", "duplicates_skipped", "Redelivered events skipped.")
         yield from counter("statepump_poison_events", "poison_events", "Events the reducer failed on (poison).")
         yield from counter("statepump_events_rejected", "events_rejected", "Events rejected (a no-op).")
+        yield from counter(
+            "statepump_poison_events_skipped_by_control",
+            "poison_events_skipped_by_control",
+            "Poison events a control event (statepump skip) released this pump from.",
+        )
         yield from counter("statepump_reconnects", "reconnects", "Reconnections to the event source.")
         yield from counter(
             "statepump_quota_refusals",

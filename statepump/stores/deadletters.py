@@ -17,7 +17,6 @@ only if absent. ``statepump dead-letters [--since N]`` lists the records.
 from __future__ import annotations
 
 import base64
-import contextlib
 import fcntl
 import json
 import os
@@ -80,7 +79,13 @@ def body_bytes(record: dict[str, Any]) -> bytes:
 
 
 class DeadLetter(Protocol):
-    def record(self, poisoned: Poisoned, *, reducer: str = "") -> None: ...
+    def record(self, poisoned: Poisoned, *, reducer: str = "") -> dict[str, Any] | None:
+        """Store the record of ``poisoned`` unless its key is there; return the earlier record if it was.
+
+        The earlier record is how a restarted pump knows it met this poison
+        event before (its ``recorded_at``), and says so in one short line.
+        """
+        ...
 
 
 class DeadLetterFile:
@@ -94,24 +99,29 @@ class DeadLetterFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._known: set[str] = set()  # keys seen in the file: skips re-reading it for a repeat
+        self._known: dict[str, dict[str, Any]] = {}  # records seen in the file: skips re-reading it for a repeat
 
-    def record(self, poisoned: Poisoned, *, reducer: str = "") -> None:
+    def record(self, poisoned: Poisoned, *, reducer: str = "") -> dict[str, Any] | None:
         record = record_of(poisoned, reducer)
-        if record["key"] in self._known:
-            return
+        key = record["key"]
+        if key in self._known:
+            return self._known[key]
         line = json.dumps(record, separators=(",", ":")) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock, open(self.path, "a+", encoding="utf-8") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             f.seek(0)
-            self._known.update(_key(json.loads(text)) for text in f if text.strip())
-            if record["key"] not in self._known:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-                self._known.add(record["key"])
-            # Closing the file releases the lock.
+            for text in f:
+                if text.strip():
+                    found = json.loads(text)
+                    self._known.setdefault(_key(found), found)
+            if key in self._known:
+                return self._known[key]
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+            self._known[key] = record
+            return None  # closing the file releases the lock
 
     def read(self, since: int | None = None) -> list[dict[str, Any]]:
         """Every record written so far (after sequence ``since``), for tests and ``statepump dead-letters``."""
@@ -179,18 +189,20 @@ class DeadLetterBlob:
         suffix = "-" + reducer.replace("/", "_") if reducer else ""
         return f"{self.prefix}/{poisoned.event.partition}/{poisoned.event.sequence:020d}{suffix}.json"
 
-    def record(self, poisoned: Poisoned, *, reducer: str = "") -> None:
+    def record(self, poisoned: Poisoned, *, reducer: str = "") -> dict[str, Any] | None:
         from azure.core.exceptions import ResourceExistsError
         from azure.storage.blob import ContentSettings
 
+        name = self.name(poisoned, reducer)
         data = json.dumps(record_of(poisoned, reducer), separators=(",", ":")).encode()
-        with contextlib.suppress(ResourceExistsError):  # recorded before a restart: keep the first record
+        try:
             self.container.upload_blob(
-                self.name(poisoned, reducer),
-                data,
-                overwrite=False,
-                content_settings=ContentSettings(content_type="application/json"),
+                name, data, overwrite=False, content_settings=ContentSettings(content_type="application/json")
             )
+        except ResourceExistsError:  # recorded before a restart: keep the first record
+            earlier: dict[str, Any] = json.loads(self.container.download_blob(name).readall())
+            return earlier
+        return None
 
     def read(self, since: int | None = None) -> list[dict[str, Any]]:
         """Every record (after sequence ``since``), in partition and sequence order (for tests and tooling)."""
