@@ -84,7 +84,7 @@ def configure_logging(level: str) -> None:
 
 
 async def _run(settings: Settings) -> int:
-    from statepump.components import embedded_file, make_pump
+    from statepump.components import embedded_file, make_dead_letter, make_pump
     from statepump.core.reducer import load_reducer
 
     # Everything a setting can get wrong is found here, before anything is started or created:
@@ -117,7 +117,8 @@ async def _run(settings: Settings) -> int:
     from statepump.components import upstream_eventhub
 
     settings = await upstream_eventhub(settings)  # relay mode: the upstream's hub, unless --eventhub says
-    pump = make_pump(settings)
+    # The dead-letter record is also the marker a restart finds: a poison stop is told in full once (issue 18).
+    pump = make_pump(settings, dead_letter=make_dead_letter(settings))
     server = None
     keeper = None
     readiness = None
@@ -442,6 +443,18 @@ def build_parser() -> argparse.ArgumentParser:
         writer.add_argument("--force", action="store_true", help="send even what the checks refuse")
         writecommands.add_writer_flags(writer, name)
         add_settings(writer, name)
+    from statepump.skipcommand import add_skip_flags
+
+    skip = commands.add_parser(
+        "skip",
+        help="release every node halted on poison event N (a control event; see README, Poison events)",
+        description="Append a control event that tells every pump, snapshotter and later replay halted on poison "
+        "event N to skip it and apply the events after it. Refused (exit 2, nothing sent) when N is not in the log "
+        "yet or the sidecar on --socket already folded past it; --force sends anyway. Prints the control event's "
+        "sequence number.",
+    )
+    add_skip_flags(skip)
+    add_settings(skip, "skip")
 
     query = commands.add_parser("query", help="print the JSON value at PATH from a running sidecar")
     query.add_argument("path", nargs="?", default="", metavar="PATH", help="e.g. markup/tshirt (default: everything)")
@@ -582,6 +595,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(settings))
         if command in writecommands.WRITERS:
             return asyncio.run(_send(settings, args))
+        if command == "skip":
+            from statepump.skipcommand import skip_command
+
+            return asyncio.run(skip_command(settings, args))
         if command == "query" and (args.at_sequence is not None or args.at_time is not None):
             from statepump.historycommands import query_at_command
 

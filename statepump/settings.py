@@ -531,7 +531,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
         "upstream_fallback",
     ),
     # The writer commands check against the sidecar on --socket (and --wait reads the outcome there).
-    **{writer: (*COMMON, "socket") for writer in ("send", "set", "delete", "merge")},
+    **{writer: (*COMMON, "socket") for writer in ("send", "set", "delete", "merge", "skip")},
     # query's hub and store settings are for --at-sequence/--at-time, which rebuild a state offline.
     "query": tuple(dict.fromkeys(("config", "socket", "data_dir", "log_level", *COMMON, *STORAGE))),
     "log": ("config", "socket", "data_dir", "log_level"),
