@@ -21,7 +21,16 @@ nothing and passes only when the value at its path equals ``value`` (numbers
 by value, ``1`` equals ``1.0`` but not ``true``; a missing path equals
 nothing), evaluated after the operations before it in the same ``ops``. That
 is how a writer says "only if it is still what I saw" (``statepump set
---expect``). A body that is not a JSON object at all is not a config event:
+--expect``). Any operation may also carry ``"if_sequence": N``: the whole
+event is rejected unless the operation's path last changed at or before event
+``N`` (``statepump set --if-sequence N``); "changed" covers the path, the
+paths under it and the paths above it, by the rule of
+:mod:`statepump.core.lastchanged`, whose record the reducer keeps beside the
+state (:attr:`~statepump.core.events.Version.changed`, in every snapshot).
+Every ``if_sequence`` of an event is judged against the record as it was
+before that event. With a schema (:func:`config_reducer`, ``--schema``), an
+event that would leave the state invalid is rejected too
+(:mod:`statepump.core.schema`). A body that is not a JSON object at all is not a config event:
 :class:`UndecodableBody`, a *poison* event.
 The fold's hot path (one ``set`` of a top-level key) and the batch hook
 (:class:`_ConfigTransient`) update the map through
@@ -47,8 +56,10 @@ from pyrsistent import PMap, PVector, freeze, pmap, pvector, thaw
 
 from statepump.core.errors import Rejected
 from statepump.core.events import Event
+from statepump.core.lastchanged import LastChanged, Recorder
 from statepump.core.pyrsistent_internals import DELETED, map_set, map_update, small_pmap
 from statepump.core.reducer import Reducer
+from statepump.core.schema import Schema
 
 _PMAP_TYPE: type = type(pmap())
 
@@ -271,8 +282,44 @@ def _show(value: object, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def apply_op(state: PMap[Any, Any], op: Mapping[str, Any]) -> PMap[Any, Any]:
+def if_sequence_of(op: Mapping[str, Any]) -> int | None:
+    """An operation's ``if_sequence``, or ``None``; :class:`OperationError` when it is not a sequence number.
+
+    >>> if_sequence_of({"op": "set", "path": "a", "value": 1, "if_sequence": 41}), if_sequence_of({})
+    (41, None)
+    """
+    if "if_sequence" not in op:
+        return None
+    n = op["if_sequence"]
+    if type(n) is not int or n < -1:
+        raise OperationError(f"'if_sequence' must be an event's sequence number (an integer >= -1), not {n!r}")
+    return n
+
+
+def changed_paths(ops: Sequence[Mapping[str, Any]]) -> list[Path]:
+    """The paths an event's (valid) operations change: ``set``/``delete``/``merge`` paths; a root merge's keys.
+
+    >>> changed_paths([{"op": "test", "path": "a", "value": 1}, {"op": "merge", "path": "", "value": {"b": 1}}])
+    [('b',)]
+    """
+    paths: list[Path] = []
+    for op in ops:
+        kind = op.get("op")
+        if kind == "test":
+            continue
+        path = parse_path(op["path"])
+        if not path and kind == "merge":
+            paths.extend((k,) for k in op["value"])
+        else:
+            paths.append(path)
+    return paths
+
+
+def apply_op(state: PMap[Any, Any], op: Mapping[str, Any], changed: LastChanged | None = None) -> PMap[Any, Any]:
     """Apply one decoded config operation (``{"op": ..., "path": ..., "value": ...}``).
+
+    ``changed`` is the record an ``if_sequence`` is judged against (the fold's); without it only
+    its form is checked.
 
     >>> apply_op(pmap(), {"op": "set", "path": ["a", "b"], "value": [1, 2]})["a"]["b"][1]
     2
@@ -283,6 +330,13 @@ def apply_op(state: PMap[Any, Any], op: Mapping[str, Any]) -> PMap[Any, Any]:
     if "path" not in op:
         raise OperationError(f"operation {kind!r} has no 'path'")
     path = parse_path(op["path"])
+    if_sequence = if_sequence_of(op)
+    if if_sequence is not None and changed is not None:
+        last = changed.at(path)
+        if last > if_sequence:
+            raise OperationError(
+                f"if_sequence failed at {_describe(path)}: it last changed at {last}, after {if_sequence}"
+            )
     if kind == "set":
         if "value" not in op:
             raise OperationError(f"'set' at {_describe(path)} has no 'value'")
@@ -397,10 +451,13 @@ class _ConfigTransient:
     """The ``config`` reducer's :class:`Transient`: top-level ``set``/``delete`` as dict assignments.
 
     The common event, one ``set`` or ``delete`` of a top-level key, only
-    records the key's new value (or :data:`DELETED`) in ``pending``; the
-    map is built once, by :meth:`result`. Any other event (a nested path, an
-    ``ops`` list, a merge) first materialises ``pending`` and then goes
-    through :func:`apply_op`, whose immutable updates make it all or nothing.
+    records the key's new value (or :data:`DELETED`) in ``pending`` (and its
+    sequence number in the record of last changes, when kept); the map is
+    built once, by :meth:`result`. Any other event (a nested path, an ``ops``
+    list, a merge, an ``if_sequence``) first materialises ``pending`` and then
+    goes through :func:`apply_op`, whose immutable updates make it all or
+    nothing. With a schema, the hot path checks the value against the key's
+    subschema before recording it, the general path every changed path after.
 
     >>> from datetime import datetime, timezone
     >>> now = datetime.now(timezone.utc)
@@ -411,13 +468,17 @@ class _ConfigTransient:
     True
     """
 
-    __slots__ = ("_base", "_fast", "_pending")
+    __slots__ = ("_base", "_fast", "_pending", "_recorder", "_schema", "_stamps")
 
-    def __init__(self, state: PMap[Any, Any]) -> None:
+    def __init__(self, state: PMap[Any, Any], changed: LastChanged | None = None, schema: Schema | None = None) -> None:
         self._base = state
         self._pending: dict[Any, Any] = {}
         # A PMap subclass may override set/remove: it gets the general path only.
         self._fast = type(state) is _PMAP_TYPE
+        self._schema = schema
+        self._recorder = Recorder(changed) if changed is not None else None
+        # The hot path writes a top-level key's sequence here (None: no record kept).
+        self._stamps = self._recorder.tops if self._recorder is not None else None
 
     def apply(self, event: Event) -> None:
         body = event.body
@@ -425,7 +486,7 @@ class _ConfigTransient:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             doc = None  # json may still read it, or explain why not: the general path below
-        if type(doc) is dict and self._fast and "ops" not in doc:
+        if type(doc) is dict and self._fast and "ops" not in doc and "if_sequence" not in doc:
             path = doc.get("path")
             if type(path) is str and path and "/" not in path:
                 kind = doc.get("op")
@@ -434,20 +495,35 @@ class _ConfigTransient:
                         value = doc["value"]
                         # orjson reads an integer beyond 64 bits as a float: only a value
                         # that may hold a float needs the check _loads makes for every body.
-                        if type(value) in _EXACT_FROM_ORJSON:  # a scalar: nothing to freeze either
-                            self._pending[path] = value
-                            return
-                        if not _may_hold_long_integer(body):
+                        exact = type(value) in _EXACT_FROM_ORJSON  # a scalar: nothing to freeze either
+                        if exact or not _may_hold_long_integer(body):
+                            if self._schema is not None:
+                                self._schema.check_top(path, value)  # raises before anything changes
                             # A float is a scalar too; containers are frozen, equal ones shared.
-                            self._pending[path] = value if type(value) is float else _shared(value)
+                            self._pending[path] = value if exact or type(value) is float else _shared(value)
+                            if self._stamps is not None:
+                                self._stamps[path] = event.sequence
                             return
                 elif kind == "delete":
+                    if self._schema is not None:
+                        self._schema.check_delete_top(path)
                     self._pending[path] = DELETED
+                    if self._stamps is not None:
+                        self._stamps[path] = event.sequence
                     return
         ops = decode_body(body)
-        state = self.result()
+        before = self.result()
+        recorder = self._recorder
+        changed = recorder.result() if recorder is not None else None
+        state = before
         for op in ops:
-            state = apply_op(state, op)  # raises before self._base changes: all or nothing
+            state = apply_op(state, op, changed)  # raises before self._base changes: all or nothing
+        if self._schema is not None or recorder is not None:
+            paths = changed_paths(ops)
+            if self._schema is not None:
+                self._schema.check_event(before, state, paths)
+            if recorder is not None:
+                recorder.record_all(paths, event.sequence)
         self._base = state
         self._fast = type(state) is _PMAP_TYPE
 
@@ -457,5 +533,36 @@ class _ConfigTransient:
             self._pending = {}
         return self._base
 
+    def changed(self) -> LastChanged:
+        """The record of last changes after every event applied so far (only when one is kept)."""
+        if self._recorder is None:
+            raise RuntimeError("this transient keeps no record of last changes")
+        return self._recorder.result()
 
-config: Reducer[PMap[Any, Any]] = Reducer("config", 1, _config, pmap(), _ConfigTransient)
+
+def config_reducer(schema: Schema | None = None) -> Reducer[PMap[Any, Any]]:
+    """The ``config`` reducer, checking events against ``schema`` when one is given (``--schema``).
+
+    >>> config_reducer(Schema.from_document({"type": "object"})).schema[:7]
+    'sha256:'
+    """
+    if schema is None:
+        return Reducer("config", 1, _config, pmap(), _ConfigTransient, tracking=_ConfigTransient)
+
+    def apply(state: PMap[Any, Any], event: Event) -> PMap[Any, Any]:
+        transient = _ConfigTransient(state, schema=schema)
+        transient.apply(event)
+        return transient.result()
+
+    return Reducer(
+        "config",
+        1,
+        apply,
+        pmap(),
+        lambda state: _ConfigTransient(state, schema=schema),
+        tracking=lambda state, changed: _ConfigTransient(state, changed, schema),
+        schema=schema.identity,
+    )
+
+
+config: Reducer[PMap[Any, Any]] = config_reducer()

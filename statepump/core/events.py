@@ -194,6 +194,9 @@ class Version(Generic[S]):
     enqueued_time: datetime | None
     partition: str
     applied_at: datetime | None = field(default=None, compare=False)
+    #: The sequence each path last changed at (:class:`statepump.core.lastchanged.LastChanged`), for a
+    #: reducer that keeps it (``config``: ``if_sequence``); ``None`` for the others. Part of every snapshot.
+    changed: Any = field(default=None, compare=False)
 
     @property
     def empty(self) -> bool:

@@ -50,7 +50,8 @@ from typing import Generic, Literal, TypeVar
 from statepump.core import control
 from statepump.core.errors import Rejected, SequenceGapError
 from statepump.core.events import Event, Version
-from statepump.core.reducer import Reducer, Transient
+from statepump.core.lastchanged import LastChanged
+from statepump.core.reducer import Reducer, TrackingTransient, Transient
 
 S = TypeVar("S")
 
@@ -141,13 +142,14 @@ class Folder(Generic[S]):
     (2, [('a', 2), ('b', 1)])
     """
 
-    __slots__ = ("_last", "_last_event", "_policy", "_reducer", "_stopped", "_transient", "_version")
+    __slots__ = ("_last", "_last_event", "_policy", "_reducer", "_stopped", "_tracking", "_transient", "_version")
 
     def __init__(self, version: Version[S], reducer: Reducer[S], *, policy: PoisonPolicy = "stop") -> None:
         self._version = version
         self._reducer = reducer
         self._policy = policy
         self._transient: Transient[S] | None = None
+        self._tracking: TrackingTransient[S] | None = None  # the transient, when it keeps Version.changed
         self._last = version.sequence
         self._last_event: Event | None = None  # the last event folded or skipped since the last freeze
         self._stopped = False
@@ -169,7 +171,13 @@ class Folder(Generic[S]):
         transient = self._transient
         if transient is None:
             reducer, state = self._reducer, self._version.state
-            transient = reducer.batch(state) if reducer.batch is not None else _OneByOne(reducer.apply, state)
+            if reducer.tracking is not None:
+                # A version without a record (an older snapshot's) knows only that every path last changed
+                # at or before it: its sequence is the record's floor (statepump.core.lastchanged).
+                changed = self._version.changed or LastChanged.since(self._version.sequence)
+                transient = self._tracking = reducer.tracking(state, changed)
+            else:
+                transient = reducer.batch(state) if reducer.batch is not None else _OneByOne(reducer.apply, state)
             self._transient = transient
         last, last_event = self._last, self._last_event
         applied = duplicates = 0
@@ -217,10 +225,16 @@ class Folder(Generic[S]):
         """The version of everything folded so far (the same object when nothing was)."""
         last_event = self._last_event
         if last_event is not None and self._transient is not None:
+            tracking = self._tracking
             self._version = Version(
-                self._transient.result(), self._last, last_event.enqueued_time, self._version.partition, applied_at
+                self._transient.result(),
+                self._last,
+                last_event.enqueued_time,
+                self._version.partition,
+                applied_at,
+                tracking.changed() if tracking is not None else self._version.changed,
             )
-            self._transient = None  # the next feed starts from the frozen state
+            self._transient = self._tracking = None  # the next feed starts from the frozen state
             self._last_event = None
         return self._version
 

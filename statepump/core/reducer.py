@@ -69,6 +69,16 @@ class Transient(Protocol[S_co]):
     def result(self) -> S_co: ...
 
 
+class TrackingTransient(Transient[S_co], Protocol[S_co]):
+    """A :class:`Transient` that also keeps the sequence each path last changed at (``if_sequence``).
+
+    ``changed()`` is the :class:`~statepump.core.lastchanged.LastChanged` after every event applied so
+    far; a rejected or poison event leaves it as it was, like the state.
+    """
+
+    def changed(self) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Reducer(Generic[S]):
     """A named, versioned fold function and the state it starts from.
@@ -92,6 +102,12 @@ class Reducer(Generic[S]):
     #: The paths an event changes (or would, were it applied), for ``/v1/history``; ``None``
     #: means "unknown". Asked only when history is read, never on the fold's path.
     paths: Callable[[Event], Sequence[tuple[Any, ...]] | None] | None = field(default=None, repr=False, compare=False)
+    #: A batch hook that is also given, and keeps, the version's record of when each path last changed
+    #: (:attr:`statepump.core.events.Version.changed`); the fold prefers it to ``batch``.
+    tracking: Callable[[S, Any], TrackingTransient[S]] | None = field(default=None, repr=False, compare=False)
+    #: The identity of the JSON Schema the reducer checks events against (``--schema``), or ``None``.
+    #: Recorded in snapshots beside name and version: a snapshot folded under another schema is not used.
+    schema: str | None = None
 
     def __call__(self, state: S, event: Event) -> S:
         return self.apply(state, event)
