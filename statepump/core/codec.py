@@ -3,14 +3,23 @@
 Layout (all integers big-endian)::
 
     magic      8 bytes   b"STPSNAP\\x00"
-    format     u16       2 (1 is still read)
+    format     u16       3 (1 and 2 are still read)
     meta_len   u32       length of the metadata
     meta       msgpack   map: eventhub, partition, sequence, enqueued_time,
                          reducer, reducer_version, created_at, events_folded,
-                         codec, payload_length, payload_sha256
+                         codec, payload_length, payload_sha256,
+                         schema (format 3: the --schema identity or nil),
+                         changed_length (format 3: bytes of the record, 0: none)
     sig_len    u16       0, or 32 for an HMAC-SHA256
     sig        bytes     HMAC-SHA256(key, magic + format + meta_len + meta)
-    payload    bytes     the state, msgpack (optionally zlib-compressed)
+    payload    bytes     the state, msgpack, then (format 3) the record of when
+                         each path last changed (Version.changed), the last
+                         changed_length bytes; the whole optionally zlib-compressed
+
+The record (:mod:`statepump.core.lastchanged`) is ``[floor, top, deep]`` in
+the state's encoding. A format 1 or 2 snapshot has none: the version loaded
+from it has ``changed=None``, and the fold then takes its sequence as the
+floor (every path last changed at or before it).
 
 The signature covers the metadata, and the metadata holds the payload's
 SHA-256, so one HMAC authenticates the whole file; the checksum alone (no key)
@@ -50,11 +59,12 @@ import msgpack
 from pyrsistent import PMap, PSet, PVector, freeze, pmap, pset, pvector
 
 from statepump.core.errors import SnapshotCorrupt
+from statepump.core.lastchanged import LastChanged
 from statepump.core.pyrsistent_internals import map_from_flat, map_pairs
 
 MAGIC = b"STPSNAP\x00"
-FORMAT = 2
-READABLE_FORMATS = (1, 2)
+FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
 CODECS = ("msgpack", "msgpack+zlib")
 _HEAD = struct.Struct(">8sHI")
 _SIG_LEN = struct.Struct(">H")
@@ -84,6 +94,9 @@ class SnapshotMeta:
     payload_length: int = 0
     payload_sha256: str = ""
     signed: bool = False
+    #: The identity of the JSON Schema the state was folded under (``--schema``), or ``None``.
+    schema: str | None = None
+    changed_length: int = 0
 
     @property
     def reducer_identity(self) -> str:
@@ -318,9 +331,18 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
 }
 
 
+_OPTIONAL: dict[str, tuple[type | tuple[type, ...], object]] = {
+    "schema": ((str, type(None)), None),
+    "changed_length": (int, 0),
+}
+
+
 def _meta_from_wire(wire: object, signed: bool) -> SnapshotMeta:
     if not isinstance(wire, dict):
         raise SnapshotCorrupt("snapshot metadata is not a map")
+    for key, (kind, _default) in _OPTIONAL.items():
+        if key in wire and (not isinstance(wire[key], kind) or isinstance(wire[key], bool)):
+            raise SnapshotCorrupt(f"snapshot metadata {key!r} has the wrong type ({type(wire[key]).__name__})")
     for key, kind in _REQUIRED.items():
         if key not in wire:
             raise SnapshotCorrupt(f"snapshot metadata lacks {key!r}")
@@ -346,10 +368,19 @@ def _meta_from_wire(wire: object, signed: bool) -> SnapshotMeta:
         payload_length=wire["payload_length"],
         payload_sha256=wire["payload_sha256"],
         signed=signed,
+        schema=wire.get("schema", _OPTIONAL["schema"][1]),
+        changed_length=max(0, wire.get("changed_length", 0)),
     )
 
 
-def encode(meta: SnapshotMeta, state: object, *, compress: bool = False, hmac_key: bytes | None = None) -> bytes:
+def encode(
+    meta: SnapshotMeta,
+    state: object,
+    *,
+    compress: bool = False,
+    hmac_key: bytes | None = None,
+    changed: LastChanged | None = None,
+) -> bytes:
     """A complete snapshot file for ``state``; ``meta``'s codec, length and checksum are filled in here.
 
     >>> from datetime import datetime, timezone
@@ -361,6 +392,8 @@ def encode(meta: SnapshotMeta, state: object, *, compress: bool = False, hmac_ke
     (41, pmap({'a': 1}))
     """
     payload = encode_state(state)
+    record = b"" if changed is None else encode_state(pvector([changed.floor, changed.top, changed.deep]))
+    payload += record
     codec = "msgpack"
     if compress:
         payload = zlib.compress(payload, 1)
@@ -372,6 +405,7 @@ def encode(meta: SnapshotMeta, state: object, *, compress: bool = False, hmac_ke
             "payload_length": len(payload),
             "payload_sha256": hashlib.sha256(payload).hexdigest(),
             "signed": hmac_key is not None,
+            "changed_length": len(record),
         }
     )
     meta_bytes = msgpack.packb(_meta_to_wire(full), use_bin_type=True)
@@ -415,7 +449,24 @@ def read_meta(data: bytes | memoryview) -> SnapshotMeta:
 
 
 def decode(data: bytes | memoryview, *, hmac_key: bytes | None = None) -> tuple[SnapshotMeta, Any]:
-    """Verify a snapshot file and return its metadata and state.
+    """Verify a snapshot file and return its metadata and state (:func:`decode_all` for the record too)."""
+    meta, state, _changed = decode_all(data, hmac_key=hmac_key)
+    return meta, state
+
+
+def decode_all(
+    data: bytes | memoryview, *, hmac_key: bytes | None = None
+) -> tuple[SnapshotMeta, Any, LastChanged | None]:
+    """Verify a snapshot file and return its metadata, its state and its record of last changes (or ``None``).
+
+    >>> from datetime import datetime, timezone
+    >>> from pyrsistent import pmap
+    >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> record = LastChanged.since(-1).record(("a",), 3).record(("b", "c"), 4)
+    >>> data = encode(SnapshotMeta("hub", "0", 4, t, "config", 1, t, 5), pmap({"a": 1}), changed=record)
+    >>> meta, state, back = decode_all(data)
+    >>> (back == record, back.at(("b",)), meta.changed_length > 0)
+    (True, 4, True)
 
     With ``hmac_key``, a snapshot without a valid signature is refused: write
     access to the snapshot store alone must not be enough to inject a state.
@@ -440,4 +491,18 @@ def decode(data: bytes | memoryview, *, hmac_key: bytes | None = None) -> tuple[
             raw = zlib.decompress(raw)
         except zlib.error as exc:
             raise SnapshotCorrupt(f"snapshot payload does not decompress: {exc}") from None
-    return meta, decode_state(raw, fmt=_HEAD.unpack_from(head)[1])
+    fmt = _HEAD.unpack_from(head)[1]
+    cut = len(raw) - meta.changed_length if fmt >= 3 else len(raw)
+    if cut < 0:
+        raise SnapshotCorrupt(f"snapshot record of {meta.changed_length} bytes is longer than its payload")
+    changed = _record(decode_state(raw[cut:])) if fmt >= 3 and meta.changed_length else None
+    return meta, decode_state(raw[:cut], fmt=fmt), changed
+
+
+def _record(value: object) -> LastChanged:
+    if not isinstance(value, list | PVector) or len(value) != 3:
+        raise SnapshotCorrupt("snapshot record of last changes is not [floor, top, deep]")
+    floor, top, deep = value
+    if type(floor) is not int or not isinstance(top, PMap) or not isinstance(deep, PMap):
+        raise SnapshotCorrupt("snapshot record of last changes has the wrong types")
+    return LastChanged(floor, top, deep)

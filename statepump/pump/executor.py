@@ -411,7 +411,11 @@ class Executor(Generic[S]):
         self.skipped_ranges.append(skipped)
         self.history.clear(at=skipped.last)
         v = self.version
-        self._publisher.publish(Version(v.state, skipped.last, v.enqueued_time, v.partition, datetime.now(UTC)))
+        # What the skipped events changed is unknown: every path may have changed up to skipped.last.
+        changed = v.changed.raised_to(skipped.last) if v.changed is not None else None
+        self._publisher.publish(
+            Version(v.state, skipped.last, v.enqueued_time, v.partition, datetime.now(UTC), changed)
+        )
 
     def _apply(self, batch: Sequence[Event], origin: str, *, catching_up_to: int | None = None) -> None:
         """Fold ``batch`` and publish the new version.
@@ -599,7 +603,9 @@ class Executor(Generic[S]):
         self.history.record([event], through=event.sequence, outcomes={event.sequence: ("skipped", why)})
         v = self.version
         self._publisher.set_phase(f"catching up after skipped poison event {event.sequence}", clear_problem=True)
-        self._publisher.publish(Version(v.state, event.sequence, event.enqueued_time, v.partition, datetime.now(UTC)))
+        self._publisher.publish(
+            Version(v.state, event.sequence, event.enqueued_time, v.partition, datetime.now(UTC), v.changed)
+        )
 
 
 def _outcomes(fed: Fed) -> dict[int, tuple[Outcome, str]] | None:

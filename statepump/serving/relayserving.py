@@ -130,12 +130,13 @@ class RelayServing:
             reducer_version=reducer.version,
             created_at=datetime.now(UTC),
             events_folded=max(0, version.sequence + 1),
+            schema=reducer.schema,
         )
         key: bytes | None = getattr(pump, "hmac_key", None)
 
         def encode() -> bytes:
             with collector.paused():
-                return codec.encode(meta, version.state, hmac_key=key)
+                return codec.encode(meta, version.state, hmac_key=key, changed=version.changed)
 
         try:
             data = await asyncio.to_thread(encode)

@@ -2,7 +2,11 @@
 
 "Usable" means: it decodes and verifies (:mod:`statepump.core.codec`), it belongs to
 this event hub and partition, its name agrees with its content, and it was
-made by this reducer at this version. Anything else is reported and the next
+made by this reducer at this version, under the same ``--schema`` (by its
+identity, or none on both sides: the schema decides which events are
+rejected, so a state folded under another one is another state; such a
+snapshot is passed over like another reducer version's, and the pump folds
+from an older one or from the first event). Anything else is reported and the next
 older snapshot is tried: a damaged newest snapshot costs a longer catch-up,
 never a wrong state.
 
@@ -66,6 +70,10 @@ def check(meta: codec.SnapshotMeta, ref: SnapshotRef, reducer: Reducer[Any], eve
         raise SnapshotCorrupt(
             f"snapshot was made by reducer {meta.reducer_identity}, this pump runs {reducer.identity}"
         )
+    if meta.schema != reducer.schema:
+        raise SnapshotCorrupt(
+            f"snapshot was folded under schema {meta.schema or 'none'}, this pump checks {reducer.schema or 'none'}"
+        )
 
 
 async def load_latest(
@@ -95,18 +103,18 @@ async def load_latest(
             rejected.append(Rejected(ref, "deleted while loading"))
             continue
 
-        def decode(data: bytes = data) -> tuple[codec.SnapshotMeta, Any]:
+        def decode(data: bytes = data) -> tuple[codec.SnapshotMeta, Any, Any]:
             with collector.paused():
-                return codec.decode(data, hmac_key=hmac_key)
+                return codec.decode_all(data, hmac_key=hmac_key)
 
         try:
-            meta, state = await asyncio.to_thread(decode)
+            meta, state, changed = await asyncio.to_thread(decode)
             check(meta, ref, reducer, eventhub, partition)
         except SnapshotCorrupt as exc:
             log.warning("snapshot %s not used: %s", ref.name, exc)
             rejected.append(Rejected(ref, str(exc)))
             continue
-        version = Version(state, meta.sequence, meta.enqueued_time, partition, datetime.now(UTC))
+        version = Version(state, meta.sequence, meta.enqueued_time, partition, datetime.now(UTC), changed)
         return Loaded(version, ref, meta, tuple(rejected))
     return Loaded(initial_version(reducer, partition), None, None, tuple(rejected))
 
@@ -137,13 +145,14 @@ async def write_snapshot(
         reducer_version=reducer.version,
         created_at=datetime.now(UTC),
         events_folded=events_folded,
+        schema=reducer.schema,
     )
 
     def encode() -> bytes:
         from statepump.core import collector
 
         with collector.paused():
-            return codec.encode(meta, version.state, compress=compress, hmac_key=hmac_key)
+            return codec.encode(meta, version.state, compress=compress, hmac_key=hmac_key, changed=version.changed)
 
     data = await asyncio.to_thread(encode)
     ref = await store.write(version.sequence, data)

@@ -52,15 +52,15 @@ def test_a_format_1_snapshot_still_loads_with_its_small_values_shared() -> None:
     assert len({id(back[f"k{i}"]) for i in range(40)}) == 1
 
 
-def test_files_are_written_in_format_2() -> None:
+def test_files_are_written_in_format_3() -> None:
     data = encode(META, pmap({"a": 1}))
-    assert struct.unpack_from(">H", data, 8) == (codec.FORMAT,) == (2,)
+    assert struct.unpack_from(">H", data, 8) == (codec.FORMAT,) == (3,)
 
 
 def test_an_unknown_format_is_refused_naming_the_readable_ones() -> None:
     data = bytearray(encode(META, pmap({"a": 1})))
-    data[8:10] = struct.pack(">H", 3)
-    with pytest.raises(SnapshotCorrupt, match=r"format 3 is not supported .*formats 1, 2"):
+    data[8:10] = struct.pack(">H", 4)
+    with pytest.raises(SnapshotCorrupt, match=r"format 4 is not supported .*formats 1, 2, 3"):
         decode(bytes(data))
 
 
