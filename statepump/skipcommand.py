@@ -12,6 +12,7 @@ effect), or one the sidecar on ``--socket`` has already folded past.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from typing import Any
 
@@ -35,7 +36,7 @@ def add_skip_flags(parser: argparse.ArgumentParser) -> None:
 
 async def skip_command(settings: Settings, args: argparse.Namespace) -> int:
     """Check, send the control event, print its sequence number (0), or refuse (2)."""
-    from statepump.components import hub_arguments, make_hub
+    from statepump.components import hub_arguments
     from statepump.core.writecheck import AUTHOR_PROPERTY
     from statepump.eventhubs.send import send_events
     from statepump.timetravel import with_embedded_hub
@@ -47,20 +48,16 @@ async def skip_command(settings: Settings, args: argparse.Namespace) -> int:
     if len(reason) > control.MAX_REASON:
         raise ConfigError(f"--reason is {len(reason)} characters; at most {control.MAX_REASON}")
     settings = with_embedded_hub(settings)
+    connection = hub_arguments(settings)
+    for unused in ("partition", "consumer_group", "retry"):
+        connection.pop(unused, None)
     if not args.force:
-        hub = make_hub(settings)
-        try:
-            hub_last = (await hub.bounds()).last
-        finally:
-            await hub.close()
+        hub_last = await _hub_last(connection, settings.partition)
         applied, halted = _sidecar_position(settings, target)
         problem = control.skip_refusal(target, hub_last=hub_last, applied_through=applied, halted_at=halted)
         if problem is not None:
             print(f"statepump skip: refused: {problem}; nothing was sent (--force sends it anyway)", file=sys.stderr)
             return EXIT_REFUSED
-    connection = hub_arguments(settings)
-    for unused in ("partition", "consumer_group", "retry"):
-        connection.pop(unused, None)
     properties = {control.CONTROL_PROPERTY: control.SKIP, AUTHOR_PROPERTY: author_of(args)}
     (sequence,) = await send_events(
         **connection,
@@ -70,6 +67,28 @@ async def skip_command(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(sequence)
     return 0
+
+
+async def _hub_last(connection: dict[str, Any], partition: str) -> int:
+    """The partition's last sequence number (-1 when empty), from the hub's management answer."""
+    from azure.eventhub.exceptions import EventHubError
+
+    from statepump.eventhubs.connection import HubEndpoint
+    from statepump.eventhubs.failures import HubError, first_line
+
+    endpoint = HubEndpoint(**connection)
+    try:
+        async with endpoint.producer(retry_total=3) as producer:
+            props = await asyncio.wait_for(producer.get_partition_properties(partition), 60)
+    except TimeoutError:
+        raise HubError(f"reading partition {partition} of {endpoint.describe()}: no answer within 60 s") from None
+    except EventHubError as exc:
+        raise HubError(
+            f"reading partition {partition} of {endpoint.describe()} failed: {endpoint.redact(first_line(exc))}"
+        ) from None
+    finally:
+        await endpoint.close()
+    return int(props["last_enqueued_sequence_number"])
 
 
 def _sidecar_position(settings: Settings, target: int) -> tuple[int | None, int | None]:
