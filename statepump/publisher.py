@@ -7,7 +7,9 @@ each change is checked as the fold would check it (syntax always; with
 ``force=True``; every event carries the ``statepump-author`` property; and
 :meth:`Publisher.outcome` waits for the sidecar to fold an event and says
 whether it was applied or rejected. The producer connection stays open
-between sends, so a send costs a round trip to the hub, not a connection.
+between sends, and so does a management link on which each send reads the
+partition's count before and after (its sequence numbers), so a send costs
+three round trips to the hub, not a connection.
 
 :class:`SyncPublisher` is the same for threaded code, on an event loop of
 its own thread.
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from azure.eventhub.aio import EventHubProducerClient
 
     from statepump.eventhubs.connection import HubEndpoint
+    from statepump.eventhubs.transport import ManagementLink
 
 T = TypeVar("T")
 
@@ -93,6 +96,7 @@ class Publisher:
         self.properties = {**(properties or {}), AUTHOR_PROPERTY: author or _user()}
         self._endpoint: HubEndpoint | None = None
         self._producer: EventHubProducerClient | None = None
+        self._management: ManagementLink | None = None
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -100,6 +104,7 @@ class Publisher:
         if self._producer is not None:
             return
         from statepump.eventhubs.connection import HubEndpoint
+        from statepump.eventhubs.transport import ManagementLink
 
         endpoint = HubEndpoint(
             connection_string=self._connection_string,
@@ -109,12 +114,22 @@ class Publisher:
         )
         producer = endpoint.producer(retry_total=3)
         await producer.__aenter__()
-        await producer.get_partition_properties(self.partition)  # fails here, not at the first send
-        self._endpoint, self._producer = endpoint, producer
+        # Held for the publisher's life: each send reads the partition's count on it before and after.
+        management = ManagementLink(producer)
+        try:
+            await management.last_enqueued_sequence_number(self.partition)  # fails here, not at the first send
+        except BaseException:
+            await management.close()
+            await producer.close()
+            await endpoint.close()
+            raise
+        self._endpoint, self._producer, self._management = endpoint, producer, management
 
     async def close(self) -> None:
-        producer, endpoint = self._producer, self._endpoint
-        self._producer = self._endpoint = None
+        producer, endpoint, management = self._producer, self._endpoint, self._management
+        self._producer = self._endpoint = self._management = None
+        if management is not None:
+            await management.close()
         if producer is not None:
             await producer.close()
         if endpoint is not None:
@@ -142,7 +157,12 @@ class Publisher:
 
         async with self._lock:  # one send at a time: the sequence numbers are read from the partition's counts
             return await send_on(
-                self._producer, self._endpoint, bodies, partition=self.partition, properties=self.properties
+                self._producer,
+                self._endpoint,
+                bodies,
+                partition=self.partition,
+                properties=self.properties,
+                management=self._management,
             )
 
     async def check(self, bodies: Sequence[bytes]) -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 from statepump.eventhubs.connection import HubEndpoint
 from statepump.eventhubs.failures import EventTooLarge, HubError, first_line
 from statepump.eventhubs.receiver import Broken, PartitionReceiver
+from statepump.eventhubs.transport import ManagementLink
 
 log = logging.getLogger("statepump.eventhubs")
 
@@ -95,21 +96,42 @@ async def send_on(
     partition_key: str | None = None,
     properties: Mapping[str, str] | None = None,
     timeout: float = 60.0,
+    management: ManagementLink | None = None,
 ) -> list[int]:
-    """:func:`send_events` on an open ``producer`` of ``endpoint`` (``statepump.Publisher`` keeps one open)."""
+    """:func:`send_events` on an open ``producer`` of ``endpoint`` (``statepump.Publisher`` keeps one open).
+
+    The partitions' counts before and after are read on ``management``, a
+    management link of ``producer`` held open (``Publisher`` keeps one for
+    its life); without it, one is opened for this send and closed after.
+    """
     if not bodies:
         return []
+    if management is None:
+        link = ManagementLink(producer)
+        try:
+            return await send_on(
+                producer,
+                endpoint,
+                bodies,
+                partition=partition,
+                partition_key=partition_key,
+                properties=properties,
+                timeout=timeout,
+                management=link,
+            )
+        finally:
+            await link.close()
     tag = uuid.uuid4().hex
     try:
         async with asyncio.timeout(timeout):
             candidates = [partition] if partition is not None else await producer.get_partition_ids()
             batches, before = await asyncio.gather(
                 _pack(producer, bodies, tag, partition, partition_key, properties or {}),
-                _last_sequences(producer, candidates),
+                _last_sequences(management, candidates),
             )
             for batch in batches:
                 await producer.send_batch(batch)
-            after = await _last_sequences(producer, candidates)
+            after = await _last_sequences(management, candidates)
             found = sequence_numbers_by_count(len(bodies), before, after)
             if found is None:
                 # Other producers wrote to the same partitions meanwhile: find ours by their tag.
@@ -193,9 +215,9 @@ async def _pack(
     return batches
 
 
-async def _last_sequences(client: EventHubProducerClient, partitions: Sequence[str]) -> dict[str, int]:
-    props = await asyncio.gather(*(client.get_partition_properties(p) for p in partitions))
-    return {p: int(one["last_enqueued_sequence_number"]) for p, one in zip(partitions, props, strict=True)}
+async def _last_sequences(link: ManagementLink, partitions: Sequence[str]) -> dict[str, int]:
+    numbers = [await link.last_enqueued_sequence_number(p) for p in partitions]  # one link: one request at a time
+    return dict(zip(partitions, numbers, strict=True))
 
 
 def sequence_numbers_by_count(count: int, before: Mapping[str, int], after: Mapping[str, int]) -> dict[int, int] | None:

@@ -1,15 +1,25 @@
-"""Prompt receiving: the one module that relies on ``azure-eventhub``'s private API.
+"""Prompt receiving and quick sends: the one module that relies on ``azure-eventhub``'s private API.
 
 The async SDK hands received events to its callback from a task that polls
 the consumer's buffer every 50 ms. :class:`PromptTransport` is the SDK's
 pyamqp transport with that task woken by each arrival instead, installed on
 the pump's consumers only (:func:`prompt_receive`).
 
+The SDK also pauses 50 ms after each frame of a link's handshake (450 ms a
+link), and opens a connection for each ``get_partition_properties``.
+:class:`QuickOpenTransport` (:func:`quick_open`, on every producer client
+``HubEndpoint`` makes) opens links without those pauses, and
+:class:`ManagementLink` keeps one management link open, so a send learns its
+sequence numbers in two round trips instead of two connections.
+
 What it relies on is private to the SDK, so ``azure-eventhub`` is pinned to
 5.15.x: ``PyamqpTransportAsync`` and the receive loop it runs, the consumer's
 buffer, callback task and bookkeeping attributes (``_message_buffer``,
 ``_callback_task_run``, ``_last_received_event``, ...), the client's
-``_amqp_transport``, ``AMQPLinkError``, and the event processor's logger name.
+``_amqp_transport``, ``AMQPLinkError``, and the event processor's logger name;
+for sends, the pyamqp clients' ``client_ready_async``, the producer client's
+``_producers``, ``_create_auth_async``, ``_address`` and ``_config``, and the
+management request's constants.
 ``tests/eventhubs/test_transport_contract.py`` fails on any change to them:
 when a new SDK release comes out, this file and that test are the ones to
 open. No other module outside the emulator imports ``azure.eventhub._*``.
@@ -23,9 +33,12 @@ import logging
 import time
 from typing import Any
 
+from azure.eventhub._constants import MGMT_PARTITION_OPERATION, MGMT_STATUS_CODE, MGMT_STATUS_DESC, READ_OPERATION
+from azure.eventhub._pyamqp.aio import AMQPClientAsync, SendClientAsync
 from azure.eventhub._pyamqp.error import AMQPLinkError, ErrorCondition
-from azure.eventhub.aio import EventHubConsumerClient
+from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.aio._transport._pyamqp_transport_async import PyamqpTransportAsync
+from azure.eventhub.exceptions import EventHubError
 
 log = logging.getLogger("statepump.eventhubs")
 
@@ -311,3 +324,166 @@ def quiet_processor_warnings(error: type[BaseException]) -> None:
     callback; the processor would log that as a failure.
     """
     logging.getLogger(_PROCESSOR_LOGGER).addFilter(_QuietAbout(error))
+
+
+# --- quick opens and one held management link (the send path) --------------------------------
+
+
+class _ReadyWithoutPauses:
+    """A pyamqp client whose readiness check runs the handshake to its end instead of one frame per call.
+
+    The SDK's callers loop ``while not await client.client_ready_async():
+    await asyncio.sleep(0.05)``, and each call handles one frame of the
+    handshake (open, begin, the CBS link's attach, the token's put and its
+    answer, the link's attach): about nine frames, so 450 ms before the
+    first message on any network, where the frames themselves take a few
+    round trips. Each pass here waits on the socket (``listen`` blocks for
+    the socket's read timeout), so the loop never spins.
+    """
+
+    async def client_ready_async(self) -> bool:
+        ready: bool = await super().client_ready_async()  # type: ignore[misc]
+        while not ready:
+            await asyncio.sleep(0)
+            ready = await super().client_ready_async()  # type: ignore[misc]
+        return True
+
+
+class _QuickSendClient(_ReadyWithoutPauses, SendClientAsync):
+    pass
+
+
+class _QuickManagementClient(_ReadyWithoutPauses, AMQPClientAsync):
+    pass
+
+
+#: The SDK's transport, for its helpers that have no type hints.
+_SDK: Any = PyamqpTransportAsync
+
+
+class QuickOpenTransport(PyamqpTransportAsync):
+    """The SDK's async pyamqp transport, with producer and management links that open without 50 ms pauses.
+
+    Only the clients it creates differ (:class:`_ReadyWithoutPauses`); what
+    they send, and the SDK's retries, are the SDK's. Install it on a producer
+    client with :func:`quick_open`.
+
+    >>> issubclass(QuickOpenTransport, PyamqpTransportAsync)
+    True
+    """
+
+    @staticmethod
+    def create_send_client(**kwargs: Any) -> Any:
+        client = PyamqpTransportAsync.create_send_client(**kwargs)
+        client.__class__ = _QuickSendClient  # the SDK's client as it made it, with the one method above
+        return client
+
+    @staticmethod
+    def create_mgmt_client(address: Any, mgmt_auth: Any, config: Any) -> Any:
+        client = _SDK.create_mgmt_client(address, mgmt_auth, config)
+        client.__class__ = _QuickManagementClient
+        return client
+
+
+def quick_open(client: EventHubProducerClient) -> EventHubProducerClient:
+    """Make ``client``'s links open without the SDK's 50 ms pause per handshake frame; returns ``client``.
+
+    Call it before the client's first operation: the producer link the
+    client made in its constructor gets the transport too. Anything but the
+    SDK's pyamqp transport is a :class:`TypeError` naming it.
+
+    Example::
+
+        producer = quick_open(endpoint.producer())
+    """
+    current = client._amqp_transport
+    if current is not PyamqpTransportAsync and current is not QuickOpenTransport:
+        raise TypeError(f"quick_open: unexpected SDK transport {current!r} (azure-eventhub changed?)")
+    client._amqp_transport = QuickOpenTransport
+    for producer in client._producers.values():
+        if producer is not None:
+            producer._amqp_transport = QuickOpenTransport
+    return client
+
+
+class ManagementLink:
+    """One management link of a producer client, held open: a partition's properties cost a round trip.
+
+    The SDK's ``get_partition_properties`` opens a connection, authenticates
+    and attaches a management link for every call, and closes it after.
+    This one opens them once (with the producer client's credential and
+    settings) and asks on the same link again; when the link fails (the
+    service closes idle connections, a token expires), it is opened afresh
+    and the request made once more, and a second failure is the SDK's
+    ``EventHubError`` for it.
+
+    Example::
+
+        link = ManagementLink(producer)
+        last = await link.last_enqueued_sequence_number("0")
+        await link.close()
+    """
+
+    def __init__(self, client: EventHubProducerClient) -> None:
+        self._client = client
+        self._auth: Any = None
+        self._mgmt: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _open(self) -> Any:
+        client = self._client
+        auth = await client._create_auth_async()
+        mgmt = QuickOpenTransport.create_mgmt_client(client._address, mgmt_auth=auth, config=client._config)
+        try:
+            await mgmt.open_async()
+            await mgmt.client_ready_async()
+        except BaseException:
+            await mgmt.close_async()
+            raise
+        self._auth, self._mgmt = auth, mgmt
+        return mgmt
+
+    async def _ask(self, partition: str) -> dict[bytes, Any]:
+        mgmt = self._mgmt if self._mgmt is not None else await self._open()
+        message = _SDK.build_message(
+            application_properties={
+                "name": self._client.eventhub_name,
+                "partition": partition,
+                # Put on each request, as the SDK does: the service checks it against the entity.
+                "security_token": await _SDK.get_updated_token_async(self._auth),
+            }
+        )
+        status, description, response = await QuickOpenTransport.mgmt_client_request_async(
+            mgmt,
+            message,
+            operation=READ_OPERATION,
+            operation_type=MGMT_PARTITION_OPERATION,
+            status_code_field=MGMT_STATUS_CODE,
+            description_fields=MGMT_STATUS_DESC,
+        )
+        if int(status) >= 400:
+            text = description.decode("utf-8") if isinstance(description, bytes) else description
+            raise _SDK.get_error(int(status), text)
+        value: dict[bytes, Any] = response.value
+        return value
+
+    async def last_enqueued_sequence_number(self, partition: str) -> int:
+        """The partition's last enqueued sequence number (-1 when it is empty), as ``get_partition_properties``."""
+        async with self._lock:
+            for attempt in (1, 2):
+                try:
+                    info = await self._ask(partition)
+                    break
+                except EventHubError:
+                    raise  # the service answered: asking again gets the same answer
+                except Exception as exc:
+                    await self.close()
+                    if attempt == 2:
+                        raise await _SDK._handle_exception_async(exc, self._client, is_consumer=True) from None
+        return int(info[b"last_enqueued_sequence_number"])
+
+    async def close(self) -> None:
+        mgmt, self._mgmt, self._auth = self._mgmt, None, None
+        if mgmt is not None:
+            with contextlib.suppress(Exception):
+                await mgmt.close_async()

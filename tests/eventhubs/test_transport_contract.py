@@ -21,14 +21,22 @@ from typing import Any, cast
 
 import pytest
 from azure.eventhub import EventData
-from azure.eventhub._pyamqp.aio import ReceiveClientAsync
+from azure.eventhub._pyamqp.aio import AMQPClientAsync, ReceiveClientAsync, SendClientAsync
 from azure.eventhub._pyamqp.error import AMQPLinkError, ErrorCondition
 from azure.eventhub.aio._consumer_async import EventHubConsumer
 from azure.eventhub.aio._transport._pyamqp_transport_async import PyamqpTransportAsync
+from azure.eventhub.exceptions import EventHubError
 
 from statepump.emulator import Emulator
 from statepump.eventhubs.connection import HubEndpoint
-from statepump.eventhubs.transport import PromptTransport, arrivals, prompt_receive
+from statepump.eventhubs.transport import (
+    ManagementLink,
+    PromptTransport,
+    QuickOpenTransport,
+    arrivals,
+    prompt_receive,
+    quick_open,
+)
 from tests.eventhubs.hub import numbered, put, stop_receiving
 
 #: sha256 of the SDK methods PromptTransport replaces, as read for azure-eventhub 5.15.1.
@@ -141,3 +149,66 @@ async def test_a_real_receive_runs_through_the_prompt_transport(emulator: Emulat
         assert arrivals(consumer).count == len(bodies)
     finally:
         await stop_receiving(receiving, consumer, client)
+
+
+# --- QuickOpenTransport and ManagementLink (the send path) --------------------------------------
+
+
+def test_the_sdk_opens_links_through_the_transport_and_asks_whether_they_are_ready() -> None:
+    """The hooks quick_open relies on: where the SDK makes its clients, and the readiness loop it runs."""
+    from azure.eventhub.aio._client_base_async import ClientBaseAsync, ConsumerProducerMixin
+    from azure.eventhub.aio._producer_async import EventHubProducer
+
+    assert "self._amqp_transport.create_send_client(" in inspect.getsource(EventHubProducer._create_handler)
+    assert "while not await self._handler.client_ready_async():" in inspect.getsource(ConsumerProducerMixin._open)
+    management = inspect.getsource(ClientBaseAsync._management_request_async)
+    assert "self._amqp_transport.create_mgmt_client(" in management
+    assert "while not await mgmt_client.client_ready_async():" in management
+    for cls in (SendClientAsync, AMQPClientAsync):
+        assert list(inspect.signature(cls.client_ready_async).parameters) == ["self"]
+    assert list(inspect.signature(PyamqpTransportAsync.create_mgmt_client).parameters) == [
+        "address",
+        "mgmt_auth",
+        "config",
+    ]
+    assert list(inspect.signature(AMQPClientAsync.mgmt_request_async).parameters)[:2] == ["self", "message"]
+
+
+def test_quick_open_reaches_the_producer_link_made_in_the_constructor() -> None:
+    cs = "Endpoint=sb://127.0.0.1:9/;SharedAccessKeyName=k;SharedAccessKey=v;EntityPath=hub;UseDevelopmentEmulator=true"
+    client = HubEndpoint(connection_string=cs).producer()  # HubEndpoint.producer installs it
+    assert client._amqp_transport is QuickOpenTransport
+    assert list(client._producers) == ["all-partitions"]
+    assert all(p is not None and p._amqp_transport is QuickOpenTransport for p in client._producers.values())
+    for name in ("_create_auth_async", "_address", "_config", "eventhub_name"):
+        assert hasattr(client, name), name
+    client._amqp_transport = object
+    with pytest.raises(TypeError, match="unexpected SDK transport"):
+        quick_open(client)
+
+
+@pytest.mark.emulator
+async def test_a_quick_link_is_ready_after_one_call_and_the_held_link_agrees_with_the_sdk(emulator: Emulator) -> None:
+    await put(emulator.connection_string, numbered(3))
+    producer = HubEndpoint(connection_string=emulator.connection_string).producer()
+    link = ManagementLink(producer)
+    try:
+        auth = await producer._create_auth_async()
+        mgmt: Any = QuickOpenTransport.create_mgmt_client(producer._address, auth, producer._config)
+        assert AMQPClientAsync in type(mgmt).__mro__  # the SDK's client, one method changed
+        await mgmt.open_async()
+        try:
+            # The SDK's own client answers False for each handshake frame; the SDK then pauses 50 ms.
+            assert await mgmt.client_ready_async() is True
+        finally:
+            await mgmt.close_async()
+        sdk = await producer.get_partition_properties("0")
+        assert await link.last_enqueued_sequence_number("0") == sdk["last_enqueued_sequence_number"] == 2
+        await put(emulator.connection_string, numbered(2))
+        assert await link.last_enqueued_sequence_number("0") == 4  # asked again on the same link
+        assert await link.last_enqueued_sequence_number("1") == -1
+        with pytest.raises(EventHubError):
+            await link.last_enqueued_sequence_number("7")  # the service's answer, as the SDK raises it
+    finally:
+        await link.close()
+        await producer.close()
