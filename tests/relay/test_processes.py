@@ -1,9 +1,10 @@
 """Relays as real processes: ``statepump run`` on the emulator, relays of it, and pumps fed by them.
 
-Scaled down from the issue's 20 pumps and 10,000 events to 3 pumps and 3,000 events (each
+Scaled down from the issue's 20 pumps and 10,000 live events to 3 pumps and 2,000 (each
 ``statepump run`` costs a Python start and about 60 MB): what is proved is the same, one hub
 receiver however many pumps, no duplicate and no gap across a SIGKILLed relay, readiness passed
-through, the token required over TCP.
+through, the token required over TCP. The issue's size runs with ``STATEPUMP_RELAY_FLEET=20x10000``
+(pumps x live events, at most 40 pumps), outside CI; the deadlines scale with it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from tests.reliability.sidecar import Sidecar
 
 pytestmark = pytest.mark.emulator
 
-PUMPS = 3
+PUMPS, LIVE = (int(n) for n in os.environ.get("STATEPUMP_RELAY_FLEET", "3x2000").split("x"))
+if not (1 <= PUMPS <= 40 and LIVE >= 100):
+    raise ValueError(f"STATEPUMP_RELAY_FLEET={PUMPS}x{LIVE}: 1 to 40 pumps (processes), at least 100 live events")
+#: Events on the hub before the relays start: the pumps load them as the relay's snapshot.
+BEFORE = 1000
+#: Seconds a wait may take: a minute, and more for a bigger fleet on a loaded machine.
+DEADLINE = 60.0 + PUMPS * 3 + LIVE / 100
 
 
 def bodies(start: int, count: int) -> list[bytes]:
@@ -37,7 +44,7 @@ def test_pumps_behind_relays_follow_the_hub_with_one_receiver_and_survive_a_kill
     emulator_process: Callable[..., EmulatorProcess], tmp_path: Path, cars: list[Sidecar]
 ) -> None:
     hub = emulator_process(tmp_path / "hub", admin=True, partitions=1)
-    send(hub.connection_string, bodies(0, 1000))
+    send(hub.connection_string, bodies(0, BEFORE))
     first = Sidecar(["--connection-string", hub.connection_string], tmp_path / "r1", name="r1")
     cars.append(first)
     first.wait_ready()
@@ -51,33 +58,36 @@ def test_pumps_behind_relays_follow_the_hub_with_one_receiver_and_survive_a_kill
     ]
     cars.extend(pumps)
     for pump in pumps:
-        status = pump.wait_ready()
-        assert status["sequence"] == 999
-        assert status["snapshot_sequence"] == 999  # loaded from the relay, not replayed
+        status = pump.wait_ready(DEADLINE)
+        assert status["sequence"] == BEFORE - 1
+        assert status["snapshot_sequence"] == BEFORE - 1  # loaded from the relay, not replayed
         assert status["upstream"]["upstream"] == str(second.socket)
     assert hub.receivers() == {"$Default": 1}  # only r1 reads the hub
 
-    sender = threading.Thread(target=send, args=(hub.connection_string, bodies(1000, 1000)))
+    half = LIVE // 2
+    last = BEFORE + LIVE - 1
+    sender = threading.Thread(target=send, args=(hub.connection_string, bodies(BEFORE, half)))
     sender.start()
-    pumps[0].wait_status(lambda s: s["sequence"] >= 1100, "the pumps to follow the live events")
+    pumps[0].wait_status(lambda s: s["sequence"] >= BEFORE + half // 10, "the pumps to follow the live events")
     os.killpg(second.process.pid, signal.SIGKILL)  # mid-stream
-    sender.join(60)
-    send(hub.connection_string, bodies(2000, 1000))
+    sender.join(DEADLINE)
+    send(hub.connection_string, bodies(BEFORE + half, LIVE - half))
 
-    reference = first.wait_status(lambda s: s["sequence"] == 2999, "the hub reader to apply every event")
+    reference = first.wait_status(lambda s: s["sequence"] == last, "the hub reader to apply every event", DEADLINE)
     expected = first.state()
     for pump in pumps:
-        status = pump.wait_status(lambda s: s["sequence"] == 2999, "every pump to apply every event")
+        status = pump.wait_status(lambda s: s["sequence"] == last, "every pump to apply every event", DEADLINE)
         assert pump.state() == expected
         # No duplicate, no gap: the fold checked every number across the failover.
         assert status["duplicates_skipped"] == 0
         assert status["gap"] is None and status["events_skipped_by_gap"] == 0
-        assert status["events_from_relay"] == 2000
+        assert status["events_from_relay"] == LIVE
         assert status["upstream"]["upstream"] == str(first.socket)
         assert status["reconnects"] >= 1
         assert status["ready"]
-    assert reference["events_applied"] == 3000
+    assert reference["events_applied"] == BEFORE + LIVE
     assert hub.receivers() == {"$Default": 1}
+    print(f"\n{PUMPS} pumps behind relays, {LIVE} live events, r2 killed mid-stream: one state, no gap, no duplicate")
 
 
 def test_a_downstream_of_a_not_ready_relay_is_not_ready_with_the_relays_reason(
