@@ -85,11 +85,10 @@ def configure_logging(level: str) -> None:
 
 async def _run(settings: Settings) -> int:
     from statepump.components import embedded_file, make_dead_letter, make_pump
-    from statepump.core.reducer import load_reducer
 
     # Everything a setting can get wrong is found here, before anything is started or created:
-    # a bad --reducer must not leave a data directory, emulator logs or an embedded.json behind.
-    load_reducer(settings.reducer)
+    # a bad --reducer or --schema must not leave a data directory, emulator logs or an embedded.json behind.
+    settings.make_reducer()
     settings.hmac_key()
     emulator = None
     if settings.embedded:
@@ -267,6 +266,7 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
     from statepump.eventhubs.send import send_events
 
     bodies = writecommands.bodies_for(args, _bodies)  # bad input is reported before any connection is made
+    schema = settings.load_schema()  # a bad --schema file too (exit 2), whatever --force says
     if settings.embedded:
         marker = embedded_file(settings)
         try:
@@ -287,7 +287,7 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
     connection = hub_arguments(settings)
     for unused in ("partition", "consumer_group", "retry"):
         connection.pop(unused, None)
-    problem = None if args.force else writecommands.refusal(settings.socket_path, bodies)
+    problem = None if args.force else writecommands.refusal(settings.socket_path, bodies, schema)
     if problem is not None:
         print(
             f"statepump {args.command}: refused: {problem}; nothing was sent (--force sends it anyway)",
@@ -618,9 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "query":
             from statepump.clientcommands import query_command
 
-            return query_command(
-                settings.socket_path, args.path, args.min_sequence, args.timeout, compact=args.compact
-            )
+            return query_command(settings.socket_path, args.path, args.min_sequence, args.timeout, compact=args.compact)
         if command == "dead-letters":
             return _dead_letters(settings, args.since)
         if command == "health":

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from statepump.core.events import Version
-from statepump.core.reducer import load_reducer
 from statepump.pump import Pump
 from statepump.settings import Settings
 from statepump.sources import EventSource
@@ -136,7 +135,7 @@ def make_pump(
         store = store if store is not None else make_relay_store(settings)
     return Pump(
         source if source is not None else make_hub(settings),
-        reducer=load_reducer(settings.reducer),
+        reducer=settings.make_reducer(),
         store=store if store is not None else make_store(settings),
         capture=make_capture(settings),
         eventhub=settings.resolved_eventhub(),

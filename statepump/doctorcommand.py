@@ -37,7 +37,6 @@ RETRY_SECONDS = 5.0
 async def gather(settings: Settings) -> Facts:
     """Look at everything a starting node needs, never failing: what cannot be read is a fact too."""
     from statepump.components import make_capture, make_hub, make_store
-    from statepump.core.reducer import load_reducer
     from statepump.eventhubs.failures import first_line
     from statepump.sources.eventhub import EventHubSource
     from statepump.stores.snapshots import load_latest
@@ -53,7 +52,7 @@ async def gather(settings: Settings) -> Facts:
             facts["partitions"] = [settings.partition, *(others or ())]
         except (StatepumpError, OSError) as exc:
             facts["hub_error"] = str(exc)
-        reducer = load_reducer(settings.reducer)
+        reducer = settings.make_reducer()
         store = make_store(settings)
         try:
             loaded = await load_latest(

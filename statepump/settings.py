@@ -17,13 +17,17 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from statepump.core.captureformat import DEFAULT_NAME_FORMAT, validate_name_format
 from statepump.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from statepump.core.reducer import Reducer
+    from statepump.core.schema import Schema
 
 ENV_PREFIX = "STATEPUMP_"
 
@@ -61,6 +65,12 @@ class Settings(BaseSettings):
         "[default: the host name]",
     )
     reducer: str = Field("config", description="reducer: 'config', 'markup' or module:callable")
+    # --schema, STATEPUMP_SCHEMA and `schema` (BaseModel has a schema attribute): see PUBLIC_NAMES.
+    schema_file: Path | None = Field(
+        None,
+        description="JSON Schema file (drafts 4-7) the config state must satisfy: an event that would break it "
+        "is rejected; writers refuse it before sending",
+    )
 
     # --- snapshots ------------------------------------------------------------------------
     snapshot_dir: Path | None = Field(None, description="directory of snapshots (default: <data-dir>)")
@@ -330,6 +340,27 @@ class Settings(BaseSettings):
             where = self.storage_connection_string.get_secret_value()
         return "devstoreaccount1" in where or "usedevelopmentstorage=true" in where.lower()
 
+    def load_schema(self) -> Schema | None:
+        """``--schema``, read and compiled (one clear error naming the file and the problem)."""
+        if self.schema_file is None:
+            return None
+        from statepump.core.schema import Schema
+
+        return Schema.load(self.schema_file)
+
+    def make_reducer(self) -> Reducer[Any]:
+        """``--reducer``, with ``--schema`` when one is given (the ``config`` reducer only)."""
+        from statepump.core.configops import config_reducer
+        from statepump.core.reducer import load_reducer
+
+        reducer = load_reducer(self.reducer)
+        schema = self.load_schema()
+        if schema is None:
+            return reducer
+        if reducer.name != "config" or reducer.version != 1:
+            raise ConfigError(f"--schema: checks the config reducer's state only, not {reducer.identity}'s")
+        return config_reducer(schema)
+
     def hmac_key(self) -> bytes | None:
         """The snapshot signing key, read from its file (one clear error if unreadable or empty)."""
         if self.snapshot_hmac_key_file is None:
@@ -410,11 +441,15 @@ def flag(name: str) -> str:
     >>> flag("connection_string")
     '--connection-string'
     """
-    return "--" + ("json" if name == "json_output" else name).replace("_", "-")
+    return "--" + PUBLIC_NAMES.get(name, name).replace("_", "-")
+
+
+#: Fields whose name a user never sees (BaseModel has an attribute of that name): flag, variable and key.
+PUBLIC_NAMES: dict[str, str] = {"json_output": "json", "schema_file": "schema"}
 
 
 def _describe_location(name: str) -> str:
-    key = "json" if name == "json_output" else name
+    key = PUBLIC_NAMES.get(name, name)
     return f"{flag(name)} ({ENV_PREFIX}{key.upper()} / {key})"
 
 
@@ -436,16 +471,17 @@ def load(flags: dict[str, Any], *, environ: dict[str, str] | None = None) -> Set
             raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
-        known = set(Settings.model_fields) | {"json"}
+        known = set(Settings.model_fields) | set(PUBLIC_NAMES.values())
         unknown = sorted(set(from_file) - known)
         if unknown:
             raise ConfigError(f"--config: {path} has unknown setting(s): {', '.join(unknown)}")
     # The setting is called json_output (BaseModel has a json attribute) but is
     # --json, STATEPUMP_JSON and `json` everywhere a user sees it.
-    if "json" in from_file:
-        from_file["json_output"] = from_file.pop("json")
-    if f"{ENV_PREFIX}JSON" in env:
-        from_file["json_output"] = env[f"{ENV_PREFIX}JSON"]  # the environment beats the file
+    for field_name, public in PUBLIC_NAMES.items():
+        if public in from_file:
+            from_file[field_name] = from_file.pop(public)
+        if f"{ENV_PREFIX}{public.upper()}" in env:
+            from_file[field_name] = env[f"{ENV_PREFIX}{public.upper()}"]  # the environment beats the file
     # The environment beats the file: drop file keys that the environment sets.
     for key in list(from_file):
         if f"{ENV_PREFIX}{key.upper()}" in env:
@@ -494,6 +530,7 @@ COMMON = (
 )
 STORAGE = (
     "reducer",
+    "schema_file",
     "snapshot_dir",
     "snapshot_container",
     "snapshot_prefix",
@@ -586,5 +623,8 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
         "compress",
     ),
 }
+# The writers check against --schema too (the control events of `skip` are no config operations).
+for _writer in ("send", "set", "delete", "merge"):
+    COMMAND_FIELDS[_writer] = (*COMMAND_FIELDS[_writer], "schema_file")
 # The doctor checks a deployment with exactly the settings of the sidecar it stands for.
 COMMAND_FIELDS["doctor"] = COMMAND_FIELDS["run"]

@@ -21,9 +21,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from statepump.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from statepump.core.schema import Schema
 
 EXIT_REFUSED: Final = 2
 EXIT_TIMED_OUT: Final = 4
@@ -35,7 +38,7 @@ WRITERS: Final = ("send", "set", "delete", "merge")
 
 
 def add_writer_flags(parser: argparse.ArgumentParser, command: str) -> None:
-    """The flags every writer command has (``--force``, ``--wait``, ``--author``, ``--expect``)."""
+    """The flags every writer command has (``--force``, ``--wait``, ``--author``, ``--expect``, ``--if-sequence``)."""
     if command != "send":
         parser.add_argument(
             "--expect",
@@ -43,6 +46,14 @@ def add_writer_flags(parser: argparse.ArgumentParser, command: str) -> None:
             metavar="JSON",
             help="send as one atomic event with a test first: the fold rejects the change unless PATH still "
             "holds this value (optimistic concurrency; two racing writers: one is applied, one rejected)",
+        )
+        parser.add_argument(
+            "--if-sequence",
+            type=int,
+            default=None,
+            metavar="N",
+            help="the fold rejects the change unless PATH (or a path above or below it) last changed at or "
+            "before event N: the sequence of the state you read (optimistic concurrency without the value)",
         )
     parser.add_argument(
         "--wait",
@@ -80,11 +91,14 @@ def bodies_for(args: argparse.Namespace, read_send_bodies: Callable[[Sequence[st
             return read_send_bodies(lines)
         return read_send_bodies(args.events)
     expect = NOTHING if args.expect is None else _json_argument(args.expect, "--expect")
+    if_sequence: int | None = args.if_sequence
+    if if_sequence is not None and if_sequence < -1:
+        raise ConfigError(f"--if-sequence must be an event's sequence number (>= -1), not {if_sequence}")
     if command == "set":
-        return [set_body(args.path, _json_argument(args.value, "VALUE"), expect=expect)]
+        return [set_body(args.path, _json_argument(args.value, "VALUE"), expect=expect, if_sequence=if_sequence)]
     if command == "merge":
-        return [merge_body(args.path, _json_argument(args.value, "JSON"), expect=expect)]
-    return [delete_body(args.path, expect=expect)]
+        return [merge_body(args.path, _json_argument(args.value, "JSON"), expect=expect, if_sequence=if_sequence)]
+    return [delete_body(args.path, expect=expect, if_sequence=if_sequence)]
 
 
 def author_of(args: argparse.Namespace) -> str:
@@ -97,15 +111,15 @@ def author_of(args: argparse.Namespace) -> str:
         return os.environ.get("USER", "unknown")
 
 
-def refusal(socket_path: Path, bodies: Sequence[bytes]) -> str | None:
-    """Why the fold would reject ``bodies`` (syntax always; with a sidecar answering, its current values)."""
+def refusal(socket_path: Path, bodies: Sequence[bytes], schema: Schema | None = None) -> str | None:
+    """Why the fold would reject ``bodies`` (syntax and ``--schema`` always; with a sidecar, its current values)."""
     from statepump.client import Client, PathNotFound, SidecarError, SidecarUnavailable
     from statepump.core.writecheck import Refused, check_against, check_syntax, top_level_keys
 
     try:
         for i, body in enumerate(bodies, 1):
             try:
-                check_syntax(body)
+                check_syntax(body, schema)
             except Refused as exc:
                 raise Refused(f"event {i}: {exc}" if len(bodies) > 1 else str(exc)) from None
         keys = top_level_keys(bodies)
@@ -125,7 +139,7 @@ def refusal(socket_path: Path, bodies: Sequence[bytes]) -> str | None:
     except (SidecarUnavailable, SidecarError):
         return None  # not answering or not ready: the syntax check is all there is
     try:
-        check_against(current, bodies)
+        check_against(current, bodies, schema)
     except Refused as exc:
         return str(exc)
     return None

@@ -16,6 +16,12 @@ event bodies here and check them in two steps:
    that holds nothing (the fold does nothing, which is rarely what the writer
    meant).
 
+With a schema (``--schema``, :mod:`statepump.core.schema`), step 1 also
+checks each ``set`` value against its path's subschema as far as that can be
+judged without the state, and step 2 checks the state after the bodies as the
+fold would. ``if_sequence`` is checked for its form only: the record of when
+each path last changed is the fold's.
+
 A refusal is :class:`Refused` with one line naming the problem. The fold
 still decides: between the check and the event's turn another writer may
 change the value, which is what ``--expect`` (a ``test`` operation) is for.
@@ -42,10 +48,14 @@ from statepump.core.configops import (
     OperationError,
     UndecodableBody,
     apply_op,
+    changed_paths,
     decode_body,
+    if_sequence_of,
     lookup,
     parse_path,
 )
+from statepump.core.errors import Rejected
+from statepump.core.schema import Schema
 
 #: The application property a writer names itself in (``--author``; read by ``/v1/history``).
 AUTHOR_PROPERTY: Final = "statepump-author"
@@ -69,29 +79,33 @@ def body_of(ops: Sequence[Mapping[str, Any]]) -> bytes:
     return orjson.dumps(ops[0] if len(ops) == 1 else {"ops": list(ops)})
 
 
-def _with_expect(path: str, op: dict[str, Any], expect: Any) -> bytes:
+def _with_expect(path: str, op: dict[str, Any], expect: Any, if_sequence: int | None) -> bytes:
+    if if_sequence is not None:
+        op["if_sequence"] = if_sequence
     if expect is NOTHING:
         return body_of([op])
     return body_of([{"op": "test", "path": path, "value": expect}, op])
 
 
-def set_body(path: str, value: Any, *, expect: Any = NOTHING) -> bytes:
-    """``statepump set PATH VALUE [--expect V]``.
+def set_body(path: str, value: Any, *, expect: Any = NOTHING, if_sequence: int | None = None) -> bytes:
+    """``statepump set PATH VALUE [--expect V] [--if-sequence N]``.
 
     >>> set_body("a/b", [1])
     b'{"op":"set","path":"a/b","value":[1]}'
+    >>> set_body("a", 2, if_sequence=41)
+    b'{"op":"set","path":"a","value":2,"if_sequence":41}'
     """
-    return _with_expect(path, {"op": "set", "path": path, "value": value}, expect)
+    return _with_expect(path, {"op": "set", "path": path, "value": value}, expect, if_sequence)
 
 
-def delete_body(path: str, *, expect: Any = NOTHING) -> bytes:
-    """``statepump delete PATH [--expect V]``."""
-    return _with_expect(path, {"op": "delete", "path": path}, expect)
+def delete_body(path: str, *, expect: Any = NOTHING, if_sequence: int | None = None) -> bytes:
+    """``statepump delete PATH [--expect V] [--if-sequence N]``."""
+    return _with_expect(path, {"op": "delete", "path": path}, expect, if_sequence)
 
 
-def merge_body(path: str, value: Any, *, expect: Any = NOTHING) -> bytes:
-    """``statepump merge PATH JSON [--expect V]``."""
-    return _with_expect(path, {"op": "merge", "path": path, "value": value}, expect)
+def merge_body(path: str, value: Any, *, expect: Any = NOTHING, if_sequence: int | None = None) -> bytes:
+    """``statepump merge PATH JSON [--expect V] [--if-sequence N]``."""
+    return _with_expect(path, {"op": "merge", "path": path, "value": value}, expect, if_sequence)
 
 
 def operations(body: bytes) -> list[Mapping[str, Any]]:
@@ -102,8 +116,10 @@ def operations(body: bytes) -> list[Mapping[str, Any]]:
         raise Refused(str(exc)) from None
 
 
-def check_syntax(body: bytes) -> list[Mapping[str, Any]]:
+def check_syntax(body: bytes, schema: Schema | None = None) -> list[Mapping[str, Any]]:
     """What the fold rejects whatever the state; returns the operations.
+
+    With ``schema``, a ``set`` whose value breaks its path's subschema too.
 
     >>> check_syntax(b'{"op": "frobnicate", "path": "a"}')
     Traceback (most recent call last):
@@ -115,7 +131,7 @@ def check_syntax(body: bytes) -> list[Mapping[str, Any]]:
     statepump.core.writecheck.Refused: 'merge' at a needs an object 'value'
     """
     ops = operations(body)
-    for op in ops:
+    for i, op in enumerate(ops):
         if not isinstance(op, Mapping):
             raise Refused(f"an operation must be a JSON object, not {type(op).__name__}")
         kind = op.get("op")
@@ -134,7 +150,28 @@ def check_syntax(body: bytes) -> list[Mapping[str, Any]]:
             raise Refused(f"'{kind}' needs a non-empty path")
         if kind == "merge" and not isinstance(op.get("value"), dict):
             raise Refused(f"'merge' at {where} needs an object 'value'")
+        try:
+            if_sequence_of(op)
+            if schema is not None and kind == "set" and not _overlapped(path, ops[i + 1 :]):
+                schema.check_value(path, op["value"])  # what the fold will find at path after the event
+        except Rejected as exc:
+            raise Refused(str(exc)) from None
     return ops
+
+
+def _overlapped(path: tuple[str | int, ...], later: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a later operation of the event changes ``path``, above it or below it."""
+    for op in later:
+        if not isinstance(op, Mapping) or op.get("op") == "test":
+            continue
+        try:
+            other = parse_path(op.get("path", ""))
+        except OperationError:
+            return True
+        n = min(len(path), len(other))
+        if path[:n] == other[:n]:
+            return True
+    return False
 
 
 def top_level_keys(bodies: Iterable[bytes]) -> set[str | int] | None:
@@ -153,8 +190,12 @@ def top_level_keys(bodies: Iterable[bytes]) -> set[str | int] | None:
     return keys
 
 
-def check_against(current: Mapping[str, Any] | PMap[Any, Any], bodies: Sequence[bytes]) -> None:
+def check_against(
+    current: Mapping[str, Any] | PMap[Any, Any], bodies: Sequence[bytes], schema: Schema | None = None
+) -> None:
     """Apply ``bodies`` in order to ``current`` (at least the keys they touch) as the fold would.
+
+    With ``schema``, the state after each body must satisfy it on the paths the body changes.
 
     >>> check_against({"a": 1}, [b'{"op": "set", "path": "a/b", "value": 2}'])
     Traceback (most recent call last):
@@ -169,11 +210,18 @@ def check_against(current: Mapping[str, Any] | PMap[Any, Any], bodies: Sequence[
     if not isinstance(state, PMap):
         state = pmap()
     for body in bodies:
-        for op in check_syntax(body):
+        ops = check_syntax(body)  # the schema is judged below, on the state after the body
+        before = state
+        for op in ops:
             try:
                 path = parse_path(op["path"])
                 if op["op"] == "delete" and lookup(state, path) is ABSENT:
                     raise Refused(f"nothing to delete at {'/'.join(map(str, path))} (the fold would do nothing)")
                 state = apply_op(state, op)
             except OperationError as exc:
+                raise Refused(str(exc)) from None
+        if schema is not None:
+            try:
+                schema.check_event(before, state, changed_paths(ops))
+            except Rejected as exc:
                 raise Refused(str(exc)) from None

@@ -271,7 +271,8 @@ class Pump(Published[S]):
             "quota_refusals": reader.get("quota_refusals"),
             # The hub's partitions this pump never reads: what is sent there is never applied.
             "partitions_not_read": list(getattr(ex.source, "partitions_not_read", None) or ()),
-            "reducer": {"name": ex.reducer.name, "version": ex.reducer.version},
+            # schema: the --schema identity (sha256 of its canonical JSON), as snapshots record it; or None.
+            "reducer": {"name": ex.reducer.name, "version": ex.reducer.version, "schema": ex.reducer.schema},
             "fold_seconds_total": ex.fold_seconds_total,
             "fold_batches": ex.counts["fold_batches"],
             "gc_collections": ex.collector.collections,
