@@ -32,6 +32,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "10": ("relay_propagation", "propagation: send → visible in a pump behind one relay"),
     "12": ("relay_start", "start to ready of the 1M-key state from a relay's snapshot"),
     "11": ("worker_read", "a pre-fork worker's read of one key from its relay-fed pump"),
+    "15": ("relay_egress", "hub receivers and egress: pumps fed by one relay against direct pumps"),
 }
 
 
