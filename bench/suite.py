@@ -32,6 +32,8 @@ FIGURES: dict[str, tuple[str, str]] = {
     "10": ("relay_propagation", "propagation: send → visible in a pump behind one relay"),
     "12": ("relay_start", "start to ready of the 1M-key state from a relay's snapshot"),
     "11": ("worker_read", "a pre-fork worker's read of one key from its relay-fed pump"),
+    "13": ("send_cli", "`statepump send` of one event, a CLI process, beside `statepump --help`"),
+    "14": ("publisher_send", "`Publisher.send` of one event on an open connection, p50/p99"),
     "15": ("relay_egress", "hub receivers and egress: pumps fed by one relay against direct pumps"),
 }
 
