@@ -129,6 +129,6 @@ def run(size: Size) -> Figure:
             "state.",
             "The relay-fed pumps loaded the relay's snapshot and read its feed: a herd of them costs the hub "
             "nothing, where each direct pump reads every event since the snapshot again (deploy/README.md, "
-            "\"Relays\").",
+            '"Relays").',
         ),
     )
