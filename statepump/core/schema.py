@@ -333,8 +333,8 @@ class Schema:
         pointers = self._root_pointers()
         at: Path = ()
         for seg in path:
-            if not pointers or any(_stops(self._resolve(p)) for p in pointers):
-                return  # the check needs the value of a container: only a sidecar has it
+            if not pointers or type(seg) is int or any(_stops(self._resolve(p)) for p in pointers):
+                return  # the check needs the value of a container (or a list's): only a sidecar has it
             self._key_ok(pointers, seg, at)
             pointers = self._step(pointers, seg, at)
             at = (*at, seg)

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyrsistent import thaw
 
-from statepump.core.configops import ABSENT, apply_op, config, lookup, parse_path
+from statepump.core.configops import ABSENT, apply_op, config, config_reducer, lookup, parse_path
 from statepump.core.errors import Rejected
+from statepump.core.schema import Schema
 from statepump.core.writecheck import Refused, check_against, check_syntax, delete_body, set_body, top_level_keys
 from tests.core.strategies import event, json_values
 
@@ -36,6 +37,62 @@ def operation(draw: st.DrawFn) -> dict[str, Any]:
 def test_refused_exactly_when_the_fold_would_reject_or_a_delete_would_do_nothing(
     history: list[list[dict[str, Any]]], change: list[list[dict[str, Any]]]
 ) -> None:
+    _check_agrees_with_the_fold(config, None, history, change)
+
+
+#: For the same property under --schema (what tests/core/test_schema.py checks the fold against).
+SCHEMA = Schema.from_document(
+    {
+        "propertyNames": {"maxLength": 1},
+        "required": ["c"],
+        "properties": {
+            "a": {"type": "object", "properties": {"b": {"type": ["integer", "object"]}}},
+            "c": {"not": {"type": "array"}},
+            "x": {"type": "array", "maxItems": 1},
+        },
+        "additionalProperties": {"type": ["object", "string", "boolean", "null"], "maxProperties": 1},
+    }
+)
+
+
+@given(
+    st.lists(st.lists(operation(), min_size=1, max_size=3), min_size=1, max_size=4),
+    st.lists(st.lists(operation(), min_size=1, max_size=3), max_size=4),
+)
+@settings(max_examples=300, deadline=None)
+def test_with_a_schema_refused_exactly_when_the_fold_would_reject(
+    history: list[list[dict[str, Any]]], change: list[list[dict[str, Any]]]
+) -> None:
+    _check_agrees_with_the_fold(
+        config_reducer(SCHEMA), SCHEMA, [[{"op": "set", "path": "c", "value": 1}], *history], change
+    )
+
+
+@given(st.lists(operation(), min_size=1, max_size=3), st.data())
+@settings(max_examples=300, deadline=None)
+def test_the_offline_schema_check_refuses_only_what_the_fold_rejects(
+    ops: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """Without a sidecar the writer sees no state: whatever it refuses, the fold rejects from any valid state."""
+    body = json.dumps({"ops": ops}).encode()
+    try:
+        check_syntax(body, SCHEMA)
+    except Refused as exc:
+        if "schema:" not in str(exc):
+            return
+        reducer = config_reducer(SCHEMA)
+        state = reducer.initial.set("c", 1)
+        for i, prior in enumerate(data.draw(st.lists(st.lists(operation(), min_size=1, max_size=2), max_size=3))):
+            with contextlib.suppress(Rejected):
+                state = reducer(state, event(i, json.dumps({"ops": prior}).encode()))
+        with pytest.raises(Rejected):
+            reducer(state, event(9, body))
+
+
+def _check_agrees_with_the_fold(
+    reducer: Any, schema: Schema | None, history: list[list[dict[str, Any]]], change: list[list[dict[str, Any]]]
+) -> None:
+    config = reducer
     state = config.initial
     for i, ops in enumerate(history):  # some state to check against, built by the fold itself
         with contextlib.suppress(Rejected):
@@ -61,10 +118,10 @@ def test_refused_exactly_when_the_fold_would_reject_or_a_delete_would_do_nothing
         if reason is not None:
             break
     if reason is None:
-        check_against(visible, bodies)
+        check_against(visible, bodies, schema)
     else:
         with pytest.raises(Refused):
-            check_against(visible, bodies)
+            check_against(visible, bodies, schema)
 
 
 def top_level_keys_or_all(bodies: list[bytes]) -> set[Any] | None:
