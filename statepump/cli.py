@@ -535,6 +535,18 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--to", dest="end", type=int, required=True, metavar="M", help="the newer sequence number")
     diff.add_argument("--json", dest="diff_json", action="store_true", help="print one JSON object (for scripts)")
     add_settings(diff, "diff")
+    from statepump.revertcommand import add_revert_flags
+
+    revert = commands.add_parser(
+        "revert",
+        help="bring PATH back to its value at event N, as one atomic event (prints it, asks first)",
+        description="Reads PATH now from the sidecar on --socket, rebuilds it at --to N offline (as `query "
+        "--at-sequence`), prints the operations that bring it back (with a test of each current value), asks "
+        "(--yes for scripts; without a terminal it refuses, exit 2) and sends them as one event. A path that "
+        "changes before the revert is folded makes it a rejection, not an overwrite.",
+    )
+    add_revert_flags(revert)
+    add_settings(revert, "revert")
 
     emulator = commands.add_parser("emulator", help="run the local Event Hubs emulator")
     add_settings(emulator, "emulator")
@@ -595,6 +607,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(settings))
         if command in writecommands.WRITERS:
             return asyncio.run(_send(settings, args))
+        if command == "revert":
+            from statepump.revertcommand import revert_command
+
+            return asyncio.run(revert_command(settings, args))
         if command == "skip":
             from statepump.skipcommand import skip_command
 

@@ -574,6 +574,8 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "log": ("config", "socket", "data_dir", "log_level"),
     "watch": ("config", "socket", "data_dir", "log_level"),
     "diff": (*COMMON, *STORAGE),
+    # revert reads the state now on --socket and rebuilds the one at --to offline, as diff does.
+    "revert": (*COMMON, *STORAGE, "socket"),
     "health": ("config", "socket", "data_dir", "log_level"),
     "dead-letters": (
         "config",
