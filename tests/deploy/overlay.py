@@ -1,7 +1,10 @@
-"""A small offline rendering of a kustomize overlay, for the deploy tests (no kubectl here).
+"""A small offline rendering of a kustomize overlay, for the deploy tests (kubectl is not a dependency).
 
-It does what the overlays in deploy/kubernetes use and refuses anything else,
-so a test never passes on a feature it silently skipped: ``resources`` (a
+It does what the overlays in deploy/ use and refuses anything else, so a test
+never passes on a feature it silently skipped. Compared once by hand, it
+renders deploy/kubernetes-relay as ``kubectl kustomize`` 1.32 (kustomize
+v5.5.0) does, but for the generated ConfigMaps' hashed names, the images' new
+names and the namespace. It renders ``resources`` (a
 directory with its own kustomization, or a YAML file), and ``patches`` whose
 target is a kind and a name and whose patch is an RFC 6902 list (``test``,
 ``add``, ``replace``, ``remove``). Images, the namespace and generated
@@ -87,6 +90,9 @@ def render(directory: Path) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for resource in k.get("resources", []):
         path = (directory / resource).resolve()
+        if path.is_dir() and directory.resolve().is_relative_to(path):
+            # kustomize refuses it too ("cycle detected: candidate root ... contains visited root").
+            raise ValueError(f"{directory}: the base {resource!r} contains this overlay; put the overlay beside it")
         objects += render(path) if path.is_dir() else yaml_documents(path)
     for patch in k.get("patches", []):
         target = patch["target"]

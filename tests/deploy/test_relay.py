@@ -1,4 +1,4 @@
-"""deploy/kubernetes/relay: the relay variant keeps the promises deploy/README.md ("Relays") makes.
+"""deploy/kubernetes-relay: the relay variant keeps the promises deploy/README.md ("Relays") makes.
 
 The overlay is rendered offline (tests/deploy/overlay.py) and every object is
 validated against the Kubernetes schemas as the base is; each command line
@@ -26,7 +26,7 @@ from tests.deploy.files import DEPLOY, KUBERNETES, console_scripts, kustomizatio
 from tests.deploy.overlay import kustomization_of, render
 from tests.deploy.test_kubernetes import SECRET_TEXT, VERSIONS, _strings, argv, containers, flag_value, mount_for
 
-RELAY = KUBERNETES / "relay"
+RELAY = DEPLOY / "kubernetes-relay"
 OBJECTS = render(RELAY)
 BASE = render(KUBERNETES)
 NAMESPACE = kustomization()["namespace"]
@@ -130,7 +130,7 @@ def test_the_overlay_uses_the_base_image_namespace_and_lists_its_files() -> None
     # `images:` entry of a user's overlay renames both.
     assert k["images"] == kustomization()["images"]
     files = {p.name for p in RELAY.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(k["resources"]) == {"..", *files}
+    assert set(k["resources"]) == {"../kubernetes", *files}
     for path in RELAY.glob("*.yaml"):
         assert yaml_documents(path)
     assert {c["image"] for c in containers(pod("relay"))} == {"statepump"}
@@ -287,7 +287,7 @@ def test_the_readme_says_when_to_use_direct_readers_a_pool_or_relays() -> None:
     section = match.group(0)
     for words in ("direct readers", "pool", "relay", "5 per", "egress", "kubectl apply -k", "statepump-relay-tls"):
         assert words in section, words
-    assert "deploy/kubernetes/relay" in section or "kubernetes/relay" in section
+    assert "deploy/kubernetes-relay" in section
     # The Secrets it tells you to create are the ones the pods mount.
     for name in ("statepump-relay-token", "statepump-relay-tls"):
         assert f"secret generic {name}" in section or f"secret tls {name}" in section, name
@@ -297,3 +297,11 @@ def test_the_overlay_renderer_refuses_what_it_does_not_render(tmp_path: Path) ->
     (tmp_path / "kustomization.yaml").write_text("resources: []\nnamePrefix: x-\n")
     with pytest.raises(ValueError, match="namePrefix"):
         render(tmp_path)
+
+
+def test_the_overlay_renderer_refuses_an_overlay_inside_its_base(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text("resources: []\n")
+    (tmp_path / "inner").mkdir()
+    (tmp_path / "inner" / "kustomization.yaml").write_text("resources:\n  - ..\n")
+    with pytest.raises(ValueError, match="contains this overlay"):
+        render(tmp_path / "inner")
