@@ -216,7 +216,8 @@ async def _catch_up(pump: Pump[Any], aim: int) -> None:
             raise SnapshotterFailed(
                 f"cannot reach sequence {aim}: poison event {poisoned.event.sequence} on partition "
                 f"{poisoned.event.partition} cannot be applied ({poisoned.error}); this reducer folds the events "
-                f"only up to {pump.version.sequence}, so nothing is written (--poison-policy skip skips it and "
+                f"only up to {pump.version.sequence}, so nothing is written (`statepump skip "
+                f"{poisoned.event.sequence} --reason ...` releases every node; --poison-policy skip skips it and "
                 "records it as a dead letter)"
             ) from None
         raise SnapshotterFailed(f"cannot reach sequence {aim}: {exc}") from None

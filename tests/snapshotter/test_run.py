@@ -159,8 +159,8 @@ async def test_a_poison_event_fails_the_run_and_writes_nothing(tmp_path: Path) -
     message = str(failed.value)
     assert message.startswith("cannot reach sequence 10: poison event 10 on partition 0 cannot be applied (")
     assert message.endswith(
-        "this reducer folds the events only up to 9, so nothing is written "
-        "(--poison-policy skip skips it and records it as a dead letter)"
+        "this reducer folds the events only up to 9, so nothing is written (`statepump skip 10 --reason ...` "
+        "releases every node; --poison-policy skip skips it and records it as a dead letter)"
     )
     assert "serving" not in message  # the words of the pump, which a snapshotter does not do
     assert await listing(settings(tmp_path)) == []
