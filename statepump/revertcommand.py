@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from typing import Any
 
@@ -105,6 +106,9 @@ async def revert_command(settings: Settings, args: argparse.Namespace) -> int:
     if target > as_of:
         raise ConfigError(f"--to {target} is after the sidecar's state (sequence {as_of}): nothing to go back to")
     settings = timetravel.with_embedded_hub(settings)
+    if "log_level" not in getattr(args, "given", ()):
+        # The replay's pump logs its start and catch-up at INFO: noise around the operations printed here.
+        logging.getLogger("statepump").setLevel(logging.WARNING)
     then = walk((await timetravel.state_at(settings, target)).state, segments)
     try:
         ops = revert_ops(now, then, segments, as_of=as_of)
