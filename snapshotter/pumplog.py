@@ -21,6 +21,9 @@ process is left alone), a filter on the pump's logger:
 >>> in_snapshotter_words(logging.LogRecord("statepump.pump", logging.INFO, "", 0,
 ...     "live: caught up at sequence %d", (9,), None))
 False
+>>> in_snapshotter_words(logging.LogRecord("statepump.pump", logging.WARNING, "", 0,
+...     "not serving as ready: still stopped at poison event %d (first seen %s)", (8, "then"), None))
+False
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ _SAID_BY_THE_RUN = (
     "the pump stopped: ",  # the run's "cannot reach sequence N: ..."
 )
 # A stop that ends the run at once (run_to_target raises), which its failure line names.
-_ENDS_THE_RUN = re.compile(r"^poison event \d+ |^sequence gap|; re-checking every ")
+_ENDS_THE_RUN = re.compile(r"^(still stopped at )?poison event \d+ |^sequence gap|; re-checking every ")
 _SERVING = re.compile(r"serving sequence (-?\d+)( and retrying)?")
 
 

@@ -68,6 +68,20 @@ async def test_a_poison_event_is_said_once_in_the_snapshotters_words(emulator: E
 
 
 @pytest.mark.emulator
+async def test_a_poison_event_seen_before_is_said_once_too(emulator: Emulator, tmp_path: Path) -> None:
+    """Twice, with a dead-letter sink: where the pump remembers a poison event across restarts, it says
+    "still stopped at"; a snapshotter run says it once either way, in its own line."""
+    await send(emulator, 0, 8)
+    await send_events(connection_string=emulator.connection_string, bodies=[b"not json"], partition="0")
+    dead = ["--dead-letter", str(tmp_path / "dead-letters.jsonl"), "--log-level", "INFO"]
+    for _ in range(2):
+        done = await snapshotter(*hub_args(emulator, tmp_path / "snapshots", *dead))
+        assert done.code == 1
+        assert_in_snapshotter_words(done.err + done.out)
+        assert len([line for line in lines(done.err) if "poison event 8" in line]) == 1, done.err
+
+
+@pytest.mark.emulator
 async def test_a_gap_is_said_once_in_the_snapshotters_words(emulator: Emulator, tmp_path: Path) -> None:
     await send(emulator, 0, 10)
     assert (await snapshotter(*hub_args(emulator, tmp_path))).code == 0
