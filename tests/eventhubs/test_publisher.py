@@ -98,3 +98,23 @@ async def test_a_publisher_outlives_its_hub_restarting(emulator_process: Any, tm
         b'{"op":"set","path":"a","value":2}',
         b'{"op":"set","path":"a","value":3}',
     ]
+
+
+async def test_a_count_reused_from_the_last_send_still_gives_exact_numbers_after_another_writer(
+    emulator: Emulator,
+) -> None:
+    """The count after one send stands for the one before the next; another writer in between is found out."""
+    from statepump.eventhubs.send import send_events
+
+    cs = emulator.connection_string
+    async with Publisher(connection_string=cs, author="a") as pub:
+        assert await pub.set("a", 1, force=True) == 0
+        assert await send_events(
+            connection_string=cs, bodies=[b'{"op":"set","path":"b","value":1}'], partition="0"
+        ) == [1]
+        assert await pub.set("a", 2, force=True) == 2  # counted 0 -> 2 for one event: read back, not guessed
+        assert await pub.set("a", 3, force=True) == 3
+    assert [e.body for e in await read_everything(cs)][2:] == [
+        b'{"op":"set","path":"a","value":2}',
+        b'{"op":"set","path":"a","value":3}',
+    ]
