@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIGURES: dict[str, tuple[str, str]] = {
     "1": ("start", "start to ready, 1M-key state (snapshot in Azurite, hub in the emulator)"),
     "2": ("fold", "fold of `set` events into the 1M-key state"),
+    "2s": ("fold_schema", "figure 2's fold with a 20-rule `--schema`, against it without"),
     "2b": ("hub_catchup", "catch-up from the hub through the SDK (emulator → pump)"),
     "3": ("capture_catchup", "catch-up from Capture files: read + decode + fold"),
     "4": ("propagation", "propagation: send → visible through the socket API"),

@@ -3,19 +3,24 @@
 ``--schema FILE`` (``run``, the snapshotter, the writer commands) makes the
 ``config`` reducer reject an event that would leave the state invalid: a
 deterministic no-op, like any other rejection, with a reason naming the path
-and the rule (``schema: markup/tshirt: must be smaller than or equal to 1
+and the rule (``schema: markup/tshirt: 2 is greater than the maximum of 1
 (maximum)``).
 
-Which library. The validator is ``fastjsonschema``: it compiles a schema to
-Python code once, and a compiled check costs about 0.4 µs for a number and
-1.4 µs for a small object, where ``jsonschema``'s ``is_valid`` costs 5 µs and
-29 µs (measured here, Python 3.11, under load; fastjsonschema 2.22,
-jsonschema 4.26). The fold checks every event, so that factor is the
-difference between a schema being free and costing a third of the fold. What
-it costs: drafts 4, 6 and 7 only (a 2019-09 or 2020-12 ``$schema`` is refused
-at load), and error messages of its own wording; both are deterministic for a
-given fastjsonschema version, which pyproject pins to a tested range (every
-node of a fleet should run the same one, as it runs the same statepump).
+Which library. The fold checks every event, so the validator's cost per
+value is what decides. Measured here (Python 3.11, a loaded 2-core machine)
+on bench figure 2s's subschema and values: ``jsonschema`` 4.26 (pure Python,
+the reference implementation) ``is_valid`` costs 5 µs for a number and 29 µs
+for a small object; ``fastjsonschema`` 2.22 (compiles a schema to Python
+code) 0.7-2 µs for scalars and 7 µs for the objects, 2.4 µs on average;
+``jsonschema_rs`` 0.60 (Python bindings of the Rust ``jsonschema`` crate)
+0.3-0.5 µs for scalars and 0.6 µs for the objects, 0.5 µs on average. So
+``jsonschema_rs``: five times fastjsonschema, every draft (4 to 2020-12),
+its meta-schemas to refuse a bad schema with a precise message, and offline
+``$ref`` resolution through its registry. Its messages and the order it
+finds errors in are its own: a failed check reports the smallest error (by
+instance path, then message), so every node words a rejection alike, and
+pyproject pins it to the tested minor release (every node of a fleet runs
+the same one, as it runs the same statepump).
 
 Theory of operation. The state was valid before the event, and an operation
 at ``P`` changes only the subtree at ``P`` (and creates the maps above it that
@@ -56,7 +61,7 @@ would differ), as it never starts from another reducer version's.
 >>> s.check_top("markup", {"tshirt": 2})
 Traceback (most recent call last):
 ...
-statepump.core.schema.SchemaViolation: schema: markup/tshirt: must be smaller than or equal to 1 (maximum)
+statepump.core.schema.SchemaViolation: schema: markup/tshirt: 2 is greater than the maximum of 1 (maximum)
 """
 
 from __future__ import annotations
@@ -64,12 +69,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path as FilePath
 from typing import Any, Final
 from urllib.parse import quote, unquote
 
-import fastjsonschema
+import jsonschema_rs
 from pyrsistent import PMap, PVector, thaw
 
 from statepump.core.errors import ConfigError, Rejected
@@ -101,9 +106,17 @@ WHOLE: Final = frozenset(
         "uniqueItems",
         "enum",
         "const",
+        "$dynamicRef",
+        "$recursiveRef",
     }
 )
-_NEWER_DRAFTS: Final = ("2019-09", "2020-12")
+#: Keywords that do not validate: a node with a ``$ref`` and only these is the node it refers to.
+_ANNOTATIONS: Final = frozenset(
+    {"$ref", "$schema", "$id", "$comment", "$anchor", "title", "description", "default", "examples"}
+    | {"definitions", "$defs", "deprecated", "readOnly", "writeOnly"}
+)
+#: The document's name in the validator's registry: subschemas are ``{"$ref": URI#pointer}``.
+_URI: Final = "urn:statepump:schema"
 _ABSENT: Any = object()
 _STOP: Final = "stop"
 
@@ -117,29 +130,86 @@ def _describe(path: Path) -> str:
 
 
 def _pointer(parent: str, *segments: str) -> str:
-    # RFC 6901 escapes, then percent-encoding (fastjsonschema unquotes a reference's fragment).
+    # RFC 6901 escapes, then percent-encoding (a URI fragment; the validator decodes it).
     for seg in segments:
         parent += "/" + quote(seg.replace("~", "~0").replace("/", "~1"), safe="~")
     return parent
 
 
 def _plain(value: object) -> object:
-    """``value`` as plain JSON for the validator (which knows dict and list, not pyrsistent's types)."""
-    return thaw(value) if isinstance(value, PMap | PVector) else value
+    """``value`` as plain JSON for the validator (which knows dict and list, not pyrsistent's types).
+
+    A map's non-string key (an integer path segment made it) becomes its text, as in the state's JSON.
+
+    >>> from pyrsistent import freeze
+    >>> _plain(freeze({"a": [1, {0: True}]}))
+    {'a': [1, {'0': True}]}
+    """
+    if isinstance(value, PMap):
+        plain = thaw(value)
+        return _text_keys(plain) if _has_other_keys(plain) else plain
+    if isinstance(value, PVector):
+        plain_list = thaw(value)
+        return _text_keys(plain_list) if _has_other_keys(plain_list) else plain_list
+    return value
+
+
+def _has_other_keys(value: object) -> bool:
+    if isinstance(value, dict):
+        return any(type(k) is not str or _has_other_keys(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_other_keys(v) for v in value)
+    return False
+
+
+def _text_keys(value: object) -> object:
+    if isinstance(value, dict):
+        return {k if type(k) is str else str(k): _text_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text_keys(v) for v in value]
+    return value
 
 
 class _Node:
     """One schema object reached by the walk: its JSON pointer, its content, its compiled check."""
 
-    __slots__ = ("check", "content", "pointer", "required", "stops")
+    __slots__ = (
+        "additional",
+        "content",
+        "names",
+        "patterns",
+        "pointer",
+        "properties",
+        "required",
+        "stops",
+        "validator",
+    )
 
-    def __init__(self, pointer: str, content: Mapping[str, Any], check: Callable[[object], object]) -> None:
+    def __init__(self, pointer: str, content: Mapping[str, Any], validator: Any) -> None:
         self.pointer = pointer
         self.content = content
-        self.check = check
+        self.validator = validator
+        # The walk's step to a member, prepared once: the pointers a key's subschemas are at.
+        properties = content.get("properties")
+        self.properties: dict[str, str] = (
+            {k: _pointer(pointer, "properties", k) for k in properties} if isinstance(properties, dict) else {}
+        )
+        patterns = content.get("patternProperties")
+        self.patterns: list[tuple[re.Pattern[str], str]] = (
+            [(re.compile(p), _pointer(pointer, "patternProperties", p)) for p in patterns]
+            if isinstance(patterns, dict)
+            else []
+        )
+        self.names = _pointer(pointer, "propertyNames") if "propertyNames" in content else None
+        additional = content.get("additionalProperties", True)
+        self.additional: str | bool = (
+            _pointer(pointer, "additionalProperties") if isinstance(additional, dict) else bool(additional)
+        )
         required = content.get("required")
         self.required: frozenset[str] = frozenset(required) if isinstance(required, list) else frozenset()
-        self.stops = bool(WHOLE.intersection(content)) or content.get("type") == "array"
+        # A $ref beside validating keywords (applied together from draft 2019-09 on): checked whole.
+        with_ref = "$ref" in content and not _ANNOTATIONS.issuperset(content)
+        self.stops = bool(WHOLE.intersection(content)) or content.get("type") == "array" or with_ref
 
 
 class Schema:
@@ -153,8 +223,17 @@ class Schema:
         self.identity = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
         self._nodes: dict[str, _Node | bool] = {}
         self._steps: dict[tuple[tuple[str, ...], Any], tuple[str, ...] | str] = {}
-        self._names: dict[tuple[str, Any], bool] = {}
+        self._top_plans: dict[Any, tuple[Any, ...] | str] = {}
+        self._shared_plans: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        self._registry = jsonschema_rs.Registry([(_URI, document)]) if isinstance(document, dict) else None
         self._root = self._resolve("")
+        #: The root's propertyNames check (a bound is_valid; False: no key allowed), prepared for the hot path.
+        self._root_names: Any = None
+        if isinstance(self._root, _Node) and self._root.names is not None:
+            names = self._resolve(self._root.names)
+            self._root_names = (
+                False if names is False else (names.validator.is_valid if isinstance(names, _Node) else None)
+            )
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -183,9 +262,13 @@ class Schema:
         if not isinstance(document, dict | bool):
             raise ConfigError(f"a schema must be a JSON object, not {type(document).__name__}")
         if isinstance(document, dict):
-            draft = document.get("$schema")
-            if isinstance(draft, str) and any(d in draft for d in _NEWER_DRAFTS):
-                raise ConfigError(f"$schema {draft!r}: only drafts 4, 6 and 7 are supported (fastjsonschema)")
+            try:
+                jsonschema_rs.meta.validate(document)
+            except jsonschema_rs.ValidationError as exc:
+                where = "/".join(map(str, exc.instance_path)) or "the root"
+                raise ConfigError(f"not a valid JSON Schema at {where}: {_first_line(exc)}") from None
+            except (ValueError, jsonschema_rs.ReferencingError) as exc:
+                raise ConfigError(f"not a valid JSON Schema: {_first_line(exc)}") from None
             _check_references(document, "#")
             root_type = document.get("type", "object")
             if root_type != "object" and not (isinstance(root_type, list) and "object" in root_type):
@@ -200,8 +283,8 @@ class Schema:
             return cls(document, name=name)
         except ConfigError:
             raise
-        except Exception as exc:  # fastjsonschema reports a bad definition in many ways (and re, for a pattern)
-            raise ConfigError(f"not a usable JSON Schema: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # the validator reports a bad definition in several ways (and re, for a pattern)
+            raise ConfigError(f"not a usable JSON Schema: {_first_line(exc)}") from None
 
     def _resolve(self, pointer: str) -> _Node | bool:
         """The node at ``pointer`` (``""`` is the root), its ``$ref`` chain followed, compiled once."""
@@ -210,7 +293,7 @@ class Schema:
             return found
         seen = {pointer}
         target, content = pointer, _at(self.document, pointer)
-        while isinstance(content, dict) and isinstance(content.get("$ref"), str):
+        while isinstance(content, dict) and isinstance(content.get("$ref"), str) and _ANNOTATIONS.issuperset(content):
             target = content["$ref"][1:]  # a local reference (checked at load): "#/definitions/x"
             if target in seen:
                 raise ConfigError(f"$ref cycle at #{target}")
@@ -228,15 +311,13 @@ class Schema:
         self._nodes[pointer] = node
         return node
 
-    def _compile(self, pointer: str) -> Callable[[object], object]:
-        if not pointer:
-            definition: Any = self.document
-        else:
-            # The whole document with a $ref to the node: the node's own references resolve in the
-            # document, and drafts up to 7 ignore a $ref's sibling keywords.
-            definition = {**(self.document if isinstance(self.document, dict) else {}), "$ref": "#" + pointer}
-        check: Callable[[object], object] = fastjsonschema.compile(definition, use_default=False)
-        return check
+    def _compile(self, pointer: str) -> Any:
+        # A reference to the node in the registered document: its own references resolve there,
+        # under the document's draft.
+        definition: dict[str, Any] = {"$ref": f"{_URI}#{pointer}"}
+        if isinstance(self.document, dict) and isinstance(self.document.get("$schema"), str):
+            definition["$schema"] = self.document["$schema"]
+        return jsonschema_rs.validator_for(definition, registry=self._registry, retriever=_no_remote)
 
     # --- the walk ---------------------------------------------------------------------------
 
@@ -258,22 +339,21 @@ class Schema:
             node = self._resolve(pointer)
             if not isinstance(node, _Node):
                 continue
-            content, base = node.content, node.pointer
             matched = False
-            properties = content.get("properties")
-            if isinstance(properties, dict) and key in properties:
-                child.append(_pointer(base, "properties", str(key)))
-                matched = True
-            patterns = content.get("patternProperties")
-            if isinstance(patterns, dict) and isinstance(key, str):
-                for pattern in patterns:
-                    if re.search(pattern, key):
-                        child.append(_pointer(base, "patternProperties", pattern))
+            if type(key) is str:
+                found = node.properties.get(key)
+                if found is not None:
+                    child.append(found)
+                    matched = True
+                for pattern, at in node.patterns:
+                    if pattern.search(key):
+                        child.append(at)
                         matched = True
-            if not matched and "additionalProperties" in content:
-                if content["additionalProperties"] is False:
+            if not matched:
+                if node.additional is False:
                     return "not allowed (additionalProperties)"
-                child.append(_pointer(base, "additionalProperties"))
+                if isinstance(node.additional, str):
+                    child.append(node.additional)
         for pointer in child:
             if self._resolve(pointer) is False:
                 return "not allowed (false schema)"
@@ -282,15 +362,10 @@ class Schema:
     def _key_ok(self, pointers: tuple[str, ...], key: object, at: Path) -> None:
         for pointer in pointers:
             node = self._resolve(pointer)
-            if isinstance(node, _Node) and "propertyNames" in node.content:
-                ok = self._names.get((pointer, key))
-                if ok is None:
-                    names = self._resolve(_pointer(node.pointer, "propertyNames"))
-                    ok = names is True or (isinstance(names, _Node) and _passes(names.check, key))
-                    if len(self._names) > 1 << 16:
-                        self._names.clear()
-                    self._names[(pointer, key)] = ok
-                if not ok:
+            if isinstance(node, _Node) and node.names is not None:
+                names = self._resolve(node.names)
+                text = key if type(key) is str else str(key)  # a key is text in the state's JSON
+                if names is False or (isinstance(names, _Node) and not names.validator.is_valid(text)):
                     raise SchemaViolation(f"schema: {_describe(at)}: key {key!r} is not allowed (propertyNames)")
 
     def _validate(self, pointers: tuple[str, ...], value: object, at: Path) -> None:
@@ -301,10 +376,9 @@ class Schema:
             if node is False:
                 raise SchemaViolation(f"schema: {_describe(at)}: not allowed (false schema)")
             assert isinstance(node, _Node)
-            try:
-                node.check(_plain(value))
-            except fastjsonschema.JsonSchemaValueException as exc:
-                raise SchemaViolation(_reason(exc, at)) from None
+            plain = _plain(value)
+            if not node.validator.is_valid(plain):
+                raise SchemaViolation(_reason(node.validator, plain, at))
 
     def _root_pointers(self) -> tuple[str, ...]:
         return () if self._root is True else ("",)
@@ -312,16 +386,64 @@ class Schema:
     # --- what the reducer and the writers ask ---------------------------------------------------
 
     def check_top(self, key: object, value: object) -> None:
-        """A ``set`` of the top-level ``key`` to ``value`` (plain JSON or frozen): the fold's hot path."""
-        root = self._root_pointers()
-        if not root:
-            return
-        if self._root is False:
-            raise SchemaViolation("schema: /: not allowed (false schema)")
-        self._key_ok(root, key, ())
-        child = self._step(root, key, ())
-        if child:
-            self._validate(child, value, (key,))  # type: ignore[arg-type]
+        """A ``set`` of the top-level ``key`` to ``value`` (plain JSON, as decoded): the fold's hot path.
+
+        One dict lookup finds the key's plan (its compiled checks, or why the key is not allowed at
+        all), made once per key by :meth:`_plan_top` (bounded), then the checks run on the value.
+        """
+        plan = self._top_plans.get(key)
+        if plan is None:
+            plan = self._plan_top(key)
+        if isinstance(plan, str):
+            raise SchemaViolation(plan)
+        for is_valid in plan:
+            if not is_valid(value):
+                raise SchemaViolation(_reason(is_valid.__self__, value, (key,)))  # type: ignore[arg-type]
+
+    def _plan_top(self, key: object) -> tuple[Any, ...] | str:
+        """The checks of a top-level key's value, or why the key is not allowed: the root's step, unrolled.
+
+        A million keys are a million misses of the cache above, so this is the walk's first step
+        without its generality: the root's prepared properties, patterns and propertyNames.
+        """
+        plan: tuple[Any, ...] | str
+        root = self._root
+        if root is True:
+            plan = ()
+        elif not isinstance(root, _Node):
+            plan = "schema: /: not allowed (false schema)"
+        else:
+            plan = self._root_step(root, key)
+        if len(self._top_plans) < 1 << 16:  # bounded (the first keys seen stay): not a million plans
+            self._top_plans[key] = plan
+        return plan
+
+    def _root_step(self, root: _Node, key: object) -> tuple[Any, ...] | str:
+        names = self._root_names
+        if names is not None:
+            text = key if type(key) is str else str(key)
+            if names is False or not names(text):
+                return f"schema: /: key {key!r} is not allowed (propertyNames)"
+        found: tuple[str, ...] = ()
+        if type(key) is str:
+            own = root.properties.get(key)
+            if own is not None:
+                found = (own,)
+            for pattern, at in root.patterns:
+                if pattern.search(key):
+                    found = (*found, at)
+        if not found:
+            if root.additional is False:
+                return f"schema: {key}: not allowed (additionalProperties)"
+            if isinstance(root.additional, str):
+                found = (root.additional,)
+        plan = self._shared_plans.get(found)
+        if plan is None:
+            nodes = [self._resolve(p) for p in found]
+            if any(n is False for n in nodes):
+                return f"schema: {key}: not allowed (false schema)"
+            plan = self._shared_plans[found] = tuple(n.validator.is_valid for n in nodes if isinstance(n, _Node))
+        return plan
 
     def check_delete_top(self, key: object) -> None:
         """A ``delete`` of the top-level ``key``."""
@@ -380,21 +502,24 @@ def _stops(node: _Node | bool) -> bool:
     return isinstance(node, _Node) and node.stops
 
 
-def _passes(check: Callable[[object], object], value: object) -> bool:
-    try:
-        check(value)
-    except fastjsonschema.JsonSchemaValueException:
-        return False
-    return True
+def _no_remote(uri: str) -> Any:
+    raise ValueError(f"$ref {uri}: remote references are not fetched")
 
 
-def _reason(exc: fastjsonschema.JsonSchemaValueException, at: Path) -> str:
-    inner = [p for p in (exc.path or [])[1:]]
-    where = _describe((*at, *inner))
-    message = exc.message
-    if exc.name and message.startswith(exc.name):
-        message = message[len(exc.name) :].strip()
-    return f"schema: {where}: {message} ({exc.rule})" if exc.rule else f"schema: {where}: {message}"
+def _first_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+
+
+def _reason(validator: Any, value: object, at: Path) -> str:
+    """The smallest of the value's errors (by instance path, then message): the same words on every node."""
+    errors = sorted(validator.iter_errors(value), key=lambda e: ([str(p) for p in e.instance_path], _first_line(e)))
+    if not errors:  # is_valid and iter_errors disagree: cannot happen, but never a crash in the fold
+        return f"schema: {_describe(at)}: not valid"
+    error = errors[0]
+    where = _describe((*at, *error.instance_path))
+    rule = next((p for p in reversed(list(error.schema_path)) if isinstance(p, str)), "")
+    return f"schema: {where}: {_first_line(error)} ({rule})" if rule else f"schema: {where}: {_first_line(error)}"
 
 
 def _at(document: object, pointer: str) -> object:
