@@ -568,6 +568,8 @@ class Executor(Generic[S]):
     ) -> tuple[control.Skip | None, int]:
         """Read ``source`` after ``after`` (through ``through``) for the skip of ``halted_at``; (skip, position)."""
         position = after
+        if self._stopping.is_set():
+            raise _Stop  # stopped while the bounds were read: the source may be closed already
         async with _reading(_gaps_as_fold_gaps(source.read(after))) as batches:
             async for batch in batches:
                 for event in batch:
