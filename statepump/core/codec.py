@@ -392,6 +392,8 @@ def encode(
     (41, pmap({'a': 1}))
     """
     payload = encode_state(state)
+    if changed is not None:
+        changed = changed.merged()
     record = b"" if changed is None else encode_state(pvector([changed.floor, changed.top, changed.deep]))
     payload += record
     codec = "msgpack"

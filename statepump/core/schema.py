@@ -223,17 +223,18 @@ class Schema:
         self.identity = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
         self._nodes: dict[str, _Node | bool] = {}
         self._steps: dict[tuple[tuple[str, ...], Any], tuple[str, ...] | str] = {}
-        self._top_plans: dict[Any, tuple[Any, ...] | str] = {}
-        self._shared_plans: dict[tuple[str, ...], tuple[Any, ...]] = {}
         self._registry = jsonschema_rs.Registry([(_URI, document)]) if isinstance(document, dict) else None
         self._root = self._resolve("")
-        #: The root's propertyNames check (a bound is_valid; False: no key allowed), prepared for the hot path.
-        self._root_names: Any = None
-        if isinstance(self._root, _Node) and self._root.names is not None:
-            names = self._resolve(self._root.names)
-            self._root_names = (
-                False if names is False else (names.validator.is_valid if isinstance(names, _Node) else None)
-            )
+        #: The root without ``required``, for one member at a time (:meth:`check_top`); None: root true/false.
+        self._member: Any = None
+        if isinstance(self._root, _Node) and isinstance(document, dict):
+            if self._root.pointer:  # the root is a $ref: the node it names, with the document's definitions
+                shared = {k: document[k] for k in ("$schema", "definitions", "$defs") if k in document}
+                alone = {**shared, **self._root.content}
+            else:
+                alone = dict(document)
+            alone.pop("required", None)
+            self._member = jsonschema_rs.validator_for(alone, retriever=_no_remote)
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -388,62 +389,19 @@ class Schema:
     def check_top(self, key: object, value: object) -> None:
         """A ``set`` of the top-level ``key`` to ``value`` (plain JSON, as decoded): the fold's hot path.
 
-        One dict lookup finds the key's plan (its compiled checks, or why the key is not allowed at
-        all), made once per key by :meth:`_plan_top` (bounded), then the checks run on the value.
+        The root's step and the value's check in one call of the validator: ``{key: value}``
+        against the root without its ``required`` (the only rule on the root as a whole it may
+        have, and one a set cannot break), so its ``properties``, ``patternProperties``,
+        ``additionalProperties`` and ``propertyNames`` pick the key's subschemas.
         """
-        plan = self._top_plans.get(key)
-        if plan is None:
-            plan = self._plan_top(key)
-        if isinstance(plan, str):
-            raise SchemaViolation(plan)
-        for is_valid in plan:
-            if not is_valid(value):
-                raise SchemaViolation(_reason(is_valid.__self__, value, (key,)))  # type: ignore[arg-type]
-
-    def _plan_top(self, key: object) -> tuple[Any, ...] | str:
-        """The checks of a top-level key's value, or why the key is not allowed: the root's step, unrolled.
-
-        A million keys are a million misses of the cache above, so this is the walk's first step
-        without its generality: the root's prepared properties, patterns and propertyNames.
-        """
-        plan: tuple[Any, ...] | str
-        root = self._root
-        if root is True:
-            plan = ()
-        elif not isinstance(root, _Node):
-            plan = "schema: /: not allowed (false schema)"
-        else:
-            plan = self._root_step(root, key)
-        if len(self._top_plans) < 1 << 16:  # bounded (the first keys seen stay): not a million plans
-            self._top_plans[key] = plan
-        return plan
-
-    def _root_step(self, root: _Node, key: object) -> tuple[Any, ...] | str:
-        names = self._root_names
-        if names is not None:
-            text = key if type(key) is str else str(key)
-            if names is False or not names(text):
-                return f"schema: /: key {key!r} is not allowed (propertyNames)"
-        found: tuple[str, ...] = ()
-        if type(key) is str:
-            own = root.properties.get(key)
-            if own is not None:
-                found = (own,)
-            for pattern, at in root.patterns:
-                if pattern.search(key):
-                    found = (*found, at)
-        if not found:
-            if root.additional is False:
-                return f"schema: {key}: not allowed (additionalProperties)"
-            if isinstance(root.additional, str):
-                found = (root.additional,)
-        plan = self._shared_plans.get(found)
-        if plan is None:
-            nodes = [self._resolve(p) for p in found]
-            if any(n is False for n in nodes):
-                return f"schema: {key}: not allowed (false schema)"
-            plan = self._shared_plans[found] = tuple(n.validator.is_valid for n in nodes if isinstance(n, _Node))
-        return plan
+        member = self._member
+        if member is None:
+            if self._root is False:
+                raise SchemaViolation("schema: /: not allowed (false schema)")
+            return
+        instance = {key if type(key) is str else str(key): value}
+        if not member.is_valid(instance):
+            raise SchemaViolation(_reason(member, instance, (), member=(key,)))  # type: ignore[arg-type]
 
     def check_delete_top(self, key: object) -> None:
         """A ``delete`` of the top-level ``key``."""
@@ -511,13 +469,16 @@ def _first_line(exc: BaseException) -> str:
     return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
 
 
-def _reason(validator: Any, value: object, at: Path) -> str:
-    """The smallest of the value's errors (by instance path, then message): the same words on every node."""
+def _reason(validator: Any, value: object, at: Path, *, member: Path = ()) -> str:
+    """The smallest of the value's errors (by instance path, then message): the same words on every node.
+
+    ``member``: where an error about the instance itself is (the key, for :meth:`Schema.check_top`).
+    """
     errors = sorted(validator.iter_errors(value), key=lambda e: ([str(p) for p in e.instance_path], _first_line(e)))
     if not errors:  # is_valid and iter_errors disagree: cannot happen, but never a crash in the fold
         return f"schema: {_describe(at)}: not valid"
     error = errors[0]
-    where = _describe((*at, *error.instance_path))
+    where = _describe((*at, *error.instance_path) if error.instance_path else (*at, *member))
     rule = next((p for p in reversed(list(error.schema_path)) if isinstance(p, str)), "")
     return f"schema: {where}: {_first_line(error)} ({rule})" if rule else f"schema: {where}: {_first_line(error)}"
 
