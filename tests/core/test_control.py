@@ -231,3 +231,25 @@ async def test_a_restarted_pump_says_once_that_it_is_still_stopped(
         assert restart[0][1].startswith("not serving as ready: still stopped at poison event 10 (first seen 20")
         assert "see `statepump skip`" in restart[0][1] and "UndecodableBody" not in restart[0][1]
     assert len(dead.read()) == 1
+
+
+async def test_a_poison_event_and_its_skip_that_only_capture_still_holds_release_the_pump() -> None:
+    """Retention dropped both from the hub: the search reads Capture, then the hub, as the catch-up does."""
+    hub, capture = MemorySource(max_wait=0.05), MemorySource(live=False)
+    for i in range(40):
+        if i == 10:
+            body, properties = POISON, None
+        elif i == 20:
+            body, properties = control.skip_body(10, "bad push"), SKIP
+        else:
+            body, properties = set_op(i), None
+        hub.append(body, properties=properties)
+        if i < 35:
+            capture.append(body, properties=properties)
+    hub.expire(30)
+    async with Pump[Any](hub, capture=capture) as pump:
+        await pump.wait_ready(timeout=10)
+        await pump.wait_for(39, timeout=10)
+        status = pump.status()
+    assert pump.state == expected(40, without={10, 20})
+    assert status["last_skipped_by_control"] == {"sequence": 10, "by": 20, "reason": "bad push"}
