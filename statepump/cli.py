@@ -480,7 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dead = commands.add_parser(
         "dead-letters",
-        help="list the poison events recorded under --poison-policy skip (one JSON line each)",
+        help="list the recorded poison events (by statepump run under either policy, by the snapshotter under "
+        "--poison-policy skip; one JSON line each)",
         description="Print the dead-letter records of --dead-letter FILE (default DATA_DIR/dead-letter.jsonl) or "
         "--dead-letter-container, one JSON object a line in sequence order: partition, sequence, reducer, error, "
         "body (text when UTF-8, else base64: body_encoding says which). Each poison event is recorded once per "
