@@ -194,3 +194,17 @@ def test_one_folder_over_many_batches_is_one_fold(log: list[list[dict[str, Any]]
     v = folder.freeze(T0)
     assert v.state == whole.version.state and v.changed == whole.version.changed
     assert reasons == [(r.event.sequence, r.reason) for r in whole.rejected]
+
+
+def test_layers_merge_once_many_batches_piled_up_and_answer_the_same_before_and_after() -> None:
+    from statepump.core.lastchanged import MOST_LAYERS, Recorder
+
+    record = LastChanged.since(-1)
+    for n in range(3 * MOST_LAYERS):  # one batch per event: layer after layer
+        recorder = Recorder(record)
+        recorder.top(f"k{n % 50}", n)
+        record = recorder.result()
+        assert len(record.layers) <= MOST_LAYERS
+        assert record.at((f"k{n % 50}",)) == n and record.at((f"k{n % 50}", "deeper")) == n
+    assert record.at(("k0",)) == max(n for n in range(3 * MOST_LAYERS) if n % 50 == 0)
+    assert record == record.merged() and not record.merged().layers
