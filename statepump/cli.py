@@ -378,6 +378,7 @@ def _inspect(path: Path, *, show_state: str | None = None, compact: bool = False
     for key in ("eventhub", "partition", "sequence", "enqueued_time", "created_at", "events_folded", "codec"):
         print(f"{key:<16} {getattr(meta, key)}")
     print(f"reducer          {meta.reducer_identity}")
+    print(f"schema           {meta.schema or 'none'}")
     print(f"payload          {meta.payload_length:,} bytes, sha256 {meta.payload_sha256}")
     print(f"signed           {'yes (HMAC-SHA256; not verified without the key)' if meta.signed else 'no'}")
     print(f"state            {type(state).__name__}, {containers:,} maps/vectors/sets, {leaves:,} values")
