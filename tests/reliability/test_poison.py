@@ -90,7 +90,7 @@ def test_a_custom_reducer_that_raises_is_a_poison_event(
     with Sidecar(flags, tmp_path, env=env) as car:
         status = car.wait_status(lambda s: s["poison_events"] == 1, "the poison event to be reported")
         assert status["sequence"] == 1 and status["last_poison_event"] == 2
-        assert status["reducer"] == {"name": "explosive", "version": 1}
+        assert status["reducer"] == {"name": "explosive", "version": 1, "schema": None}
         assert "refuses this event on purpose" in status["not_ready_reason"]
         assert car.state() == {"n": 2}
         code, body = readyz(car)

@@ -284,7 +284,7 @@ async def test_rebuild_for_a_new_reducer_version_is_what_the_new_pump_uses(tmp_p
     new_pump = v2.model_copy(update={"rebuild": False})
     status, state = await pump_status(new_pump, hub(110, first=99))
     assert status["snapshot_sequence"] == 98
-    assert status["reducer"] == {"name": "counter", "version": 2}
+    assert status["reducer"] == {"name": "counter", "version": 2, "schema": None}
     assert state == replay(110, load_reducer("tests.snapshotter.reducers:v2"))
 
     status, state = await pump_status(v1, hub(110, first=100))
