@@ -27,7 +27,7 @@ separate ``snapshotter`` package.
 """
 
 from statepump import oldpaths
-from statepump.core.configops import config
+from statepump.core.configops import config, config_reducer
 from statepump.core.errors import (
     ConfigError,
     PoisonEventError,
@@ -41,6 +41,7 @@ from statepump.core.errors import (
 from statepump.core.events import Event, PartitionBounds, Version
 from statepump.core.markup import markup
 from statepump.core.reducer import Reducer, Transient, load_reducer, reducer
+from statepump.core.schema import Schema, SchemaViolation
 from statepump.core.writecheck import Refused
 from statepump.publisher import Publisher, SyncPublisher
 from statepump.pump import Pump, PumpFailed
@@ -58,6 +59,8 @@ __all__ = [
     "Reducer",
     "Refused",
     "Rejected",
+    "Schema",
+    "SchemaViolation",
     "SequenceGapError",
     "ServiceUnavailable",
     "SnapshotCorrupt",
@@ -67,6 +70,7 @@ __all__ = [
     "Transient",
     "Version",
     "config",
+    "config_reducer",
     "load_reducer",
     "markup",
     "reducer",

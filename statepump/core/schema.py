@@ -74,7 +74,6 @@ from pathlib import Path as FilePath
 from typing import Any, Final
 from urllib.parse import quote, unquote
 
-import jsonschema_rs
 from pyrsistent import PMap, PVector, thaw
 
 from statepump.core.errors import ConfigError, Rejected
@@ -213,7 +212,16 @@ class _Node:
 
 
 class Schema:
-    """A loaded, compiled schema; see the module's docstring for what it checks and how."""
+    """A loaded, compiled schema (``Schema.load(path)``); see the module's docstring for what it checks.
+
+    Embedded, the ``config`` reducer checks it through :func:`statepump.config_reducer`:
+
+    >>> from statepump import config_reducer
+    >>> schema = Schema.from_document({"properties": {"rps": {"type": "integer", "minimum": 1}}})
+    >>> checked = config_reducer(schema)  # Pump(source, reducer=checked): an event breaking it is rejected
+    >>> checked.schema == schema.identity
+    True
+    """
 
     def __init__(self, document: Mapping[str, Any] | bool, *, name: str = "schema") -> None:
         self.name = name
@@ -223,7 +231,7 @@ class Schema:
         self.identity = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
         self._nodes: dict[str, _Node | bool] = {}
         self._steps: dict[tuple[tuple[str, ...], Any], tuple[str, ...] | str] = {}
-        self._registry = jsonschema_rs.Registry([(_URI, document)]) if isinstance(document, dict) else None
+        self._registry = _rs().Registry([(_URI, document)]) if isinstance(document, dict) else None
         self._root = self._resolve("")
         #: The root without ``required``, for one member at a time (:meth:`check_top`); None: root true/false.
         self._member: Any = None
@@ -234,7 +242,7 @@ class Schema:
             else:
                 alone = dict(document)
             alone.pop("required", None)
-            self._member = jsonschema_rs.validator_for(alone, retriever=_no_remote)
+            self._member = _rs().validator_for(alone, retriever=_no_remote)
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -264,11 +272,11 @@ class Schema:
             raise ConfigError(f"a schema must be a JSON object, not {type(document).__name__}")
         if isinstance(document, dict):
             try:
-                jsonschema_rs.meta.validate(document)
-            except jsonschema_rs.ValidationError as exc:
+                _rs().meta.validate(document)
+            except _rs().ValidationError as exc:
                 where = "/".join(map(str, exc.instance_path)) or "the root"
                 raise ConfigError(f"not a valid JSON Schema at {where}: {_first_line(exc)}") from None
-            except (ValueError, jsonschema_rs.ReferencingError) as exc:
+            except (ValueError, _rs().ReferencingError) as exc:
                 raise ConfigError(f"not a valid JSON Schema: {_first_line(exc)}") from None
             _check_references(document, "#")
             root_type = document.get("type", "object")
@@ -318,7 +326,7 @@ class Schema:
         definition: dict[str, Any] = {"$ref": f"{_URI}#{pointer}"}
         if isinstance(self.document, dict) and isinstance(self.document.get("$schema"), str):
             definition["$schema"] = self.document["$schema"]
-        return jsonschema_rs.validator_for(definition, registry=self._registry, retriever=_no_remote)
+        return _rs().validator_for(definition, registry=self._registry, retriever=_no_remote)
 
     # --- the walk ---------------------------------------------------------------------------
 
@@ -458,6 +466,13 @@ class Schema:
 
 def _stops(node: _Node | bool) -> bool:
     return isinstance(node, _Node) and node.stops
+
+
+def _rs() -> Any:
+    """The validator's module, imported on first use: a command without --schema does not pay for it."""
+    import jsonschema_rs
+
+    return jsonschema_rs
 
 
 def _no_remote(uri: str) -> Any:
