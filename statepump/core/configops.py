@@ -28,7 +28,8 @@ paths under it and the paths above it, by the rule of
 :mod:`statepump.core.lastchanged`, whose record the reducer keeps beside the
 state (:attr:`~statepump.core.events.Version.changed`, in every snapshot).
 Every ``if_sequence`` of an event is judged against the record as it was
-before that event. With a schema (:func:`config_reducer`, ``--schema``), an
+before that event; ``config.apply`` alone (one event, outside a fold) has no
+record and checks only its form. With a schema (:func:`config_reducer`, ``--schema``), an
 event that would leave the state invalid is rejected too
 (:mod:`statepump.core.schema`). A body that is not a JSON object at all is not a config event:
 :class:`UndecodableBody`, a *poison* event.
