@@ -90,3 +90,23 @@ async def test_a_signed_store_refuses_unsigned_snapshots(tmp_path: Path) -> None
     loaded = await load_latest(store, config, eventhub="hub", partition="0", hmac_key=key)
     assert loaded.version.sequence == 0 and loaded.version.state["a"] == 1
     assert "not signed" in loaded.rejected[0].reason
+
+
+async def test_a_snapshot_folded_under_another_schema_is_passed_over_and_the_record_comes_back(tmp_path: Path) -> None:
+    from statepump.core.configops import config_reducer
+    from statepump.core.schema import Schema
+
+    store = DirectoryStore(tmp_path, "hub", "0")
+    strict = config_reducer(Schema.from_document({"properties": {"v": {"type": "integer"}}}))
+    loose = config_reducer(Schema.from_document({"properties": {"v": {"type": "number"}}}))
+    await _write(store, 10, 10)  # no schema
+    await _write(store, 20, 20, strict)
+    await _write(store, 30, 30, loose)
+
+    for reducer, newest, passed_over in ((strict, 20, {30}), (loose, 30, set()), (config, 10, {20, 30})):
+        loaded = await load_latest(store, reducer, eventhub="hub", partition="0")
+        assert loaded.version.sequence == newest and loaded.meta is not None and loaded.meta.schema == reducer.schema
+        assert {r.ref.sequence for r in loaded.rejected} == passed_over
+        assert all("folded under schema sha256:" in r.reason for r in loaded.rejected)
+        # The record of last changes travels with the state: v last changed at the snapshot's event.
+        assert loaded.version.changed is not None and loaded.version.changed.at(("v",)) == newest
