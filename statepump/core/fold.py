@@ -14,7 +14,8 @@ Rules, in the order they are checked for each event:
    partial result attached as ``error.result``, so nothing already applied is
    lost and nothing after the hole is applied.
 3. The reducer raises :class:`~statepump.core.errors.Rejected`: a
-   **rejection** (an invalid ``config`` operation, a failed precondition, or
+   **rejection** (an invalid ``config`` operation, a failed precondition
+   (``test``, ``if_sequence``), a ``--schema`` violation, or
    a custom reducer's own refusal). The event is a no-op: the state stays as
    it was, the version moves past it, whatever the policy, and it is recorded
    in ``result.rejected``. Rejections are deterministic, so every node that
@@ -31,6 +32,12 @@ the reducer: it is a no-op on the state, recorded in ``result.controls`` (or
 in ``result.rejected`` when its body is no valid order). What a skip order
 does to a pump halted on poison is the pump's to carry out, by that module's
 rules; the fold only guarantees that no reducer ever sees one.
+
+A reducer that keeps the record of when each path last changed
+(``Reducer.tracking``: the ``config`` reducer, for ``if_sequence``) is given the
+version's record beside its state, and each frozen version carries the new one
+(``Version.changed``); a version without one (an older snapshot's) starts a
+record whose floor is its sequence (:mod:`statepump.core.lastchanged`).
 
 A batch produces one version (a :class:`Folder`, several batches), and that
 version's sequence number is the last event it covers, so every published
