@@ -436,6 +436,13 @@ class Schema:
         if self._root is False:
             raise SchemaViolation("schema: /: not allowed (false schema)")
         for path in dict.fromkeys(paths):
+            if len(path) == 1 and isinstance(after, PMap):  # a top-level key: as the hot path checks it
+                value = after.get(path[0], _ABSENT)
+                if value is _ABSENT:
+                    self.check_delete_top(path[0])
+                else:
+                    self.check_top(path[0], _plain(value))
+                continue
             pointers, old, new = root, before, after
             at: Path = ()
             for i, seg in enumerate(path):
