@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.eventhub.aio import EventHubProducerClient
 
+    from statepump.core.schema import Schema
     from statepump.eventhubs.connection import HubEndpoint
     from statepump.eventhubs.transport import ManagementLink
 
@@ -90,7 +91,10 @@ class Publisher:
         socket_path: str | Path | None = None,
         author: str | None = None,
         properties: Mapping[str, str] | None = None,
+        schema: Schema | None = None,
     ) -> None:
+        #: Checked before each send, as ``--schema`` makes the writer commands check (``Schema.load(path)``).
+        self.schema = schema
         self._connection_string = connection_string
         self._namespace = fully_qualified_namespace
         self._credential = credential
@@ -173,25 +177,38 @@ class Publisher:
     async def check(self, bodies: Sequence[bytes]) -> None:
         """Raise :class:`Refused` if the fold would reject ``bodies`` (as ``statepump send`` checks)."""
         for body in bodies:
-            check_syntax(body)
+            check_syntax(body, self.schema)
         if self.socket_path is not None:
             from statepump.writecommands import refusal
 
-            problem = await asyncio.to_thread(refusal, self.socket_path, list(bodies))
+            problem = await asyncio.to_thread(refusal, self.socket_path, list(bodies), self.schema)
             if problem is not None:
                 raise Refused(problem)
 
-    async def set(self, path: str, value: Any, *, expect: Any = NOTHING, force: bool = False) -> int:
-        """Set ``path`` to ``value`` (with ``expect``: only if it still holds that value)."""
-        return (await self.send(set_body(path, value, expect=expect), force=force))[0]
+    async def set(
+        self, path: str, value: Any, *, expect: Any = NOTHING, if_sequence: int | None = None, force: bool = False
+    ) -> int:
+        """Set ``path`` to ``value`` (with ``expect``: only if it still holds that value; with ``if_sequence``:
+        only if it last changed at or before that event)."""
+        return (await self.send(set_body(path, value, expect=expect, if_sequence=if_sequence), force=force))[0]
 
-    async def delete(self, path: str, *, expect: Any = NOTHING, force: bool = False) -> int:
+    async def delete(
+        self, path: str, *, expect: Any = NOTHING, if_sequence: int | None = None, force: bool = False
+    ) -> int:
         """Delete what ``path`` holds."""
-        return (await self.send(delete_body(path, expect=expect), force=force))[0]
+        return (await self.send(delete_body(path, expect=expect, if_sequence=if_sequence), force=force))[0]
 
-    async def merge(self, path: str, value: Mapping[str, Any], *, expect: Any = NOTHING, force: bool = False) -> int:
+    async def merge(
+        self,
+        path: str,
+        value: Mapping[str, Any],
+        *,
+        expect: Any = NOTHING,
+        if_sequence: int | None = None,
+        force: bool = False,
+    ) -> int:
         """Merge the object ``value`` into what ``path`` holds."""
-        return (await self.send(merge_body(path, value, expect=expect), force=force))[0]
+        return (await self.send(merge_body(path, value, expect=expect, if_sequence=if_sequence), force=force))[0]
 
     async def apply(self, ops: Sequence[Mapping[str, Any]], *, force: bool = False) -> int:
         """Several operations as one atomic event."""
@@ -234,14 +251,24 @@ class SyncPublisher:
     def send(self, *events: bytes | Mapping[str, Any], force: bool = False) -> list[int]:
         return self._call(self._publisher.send(*events, force=force))
 
-    def set(self, path: str, value: Any, *, expect: Any = NOTHING, force: bool = False) -> int:
-        return self._call(self._publisher.set(path, value, expect=expect, force=force))
+    def set(
+        self, path: str, value: Any, *, expect: Any = NOTHING, if_sequence: int | None = None, force: bool = False
+    ) -> int:
+        return self._call(self._publisher.set(path, value, expect=expect, if_sequence=if_sequence, force=force))
 
-    def delete(self, path: str, *, expect: Any = NOTHING, force: bool = False) -> int:
-        return self._call(self._publisher.delete(path, expect=expect, force=force))
+    def delete(self, path: str, *, expect: Any = NOTHING, if_sequence: int | None = None, force: bool = False) -> int:
+        return self._call(self._publisher.delete(path, expect=expect, if_sequence=if_sequence, force=force))
 
-    def merge(self, path: str, value: Mapping[str, Any], *, expect: Any = NOTHING, force: bool = False) -> int:
-        return self._call(self._publisher.merge(path, value, expect=expect, force=force))
+    def merge(
+        self,
+        path: str,
+        value: Mapping[str, Any],
+        *,
+        expect: Any = NOTHING,
+        if_sequence: int | None = None,
+        force: bool = False,
+    ) -> int:
+        return self._call(self._publisher.merge(path, value, expect=expect, if_sequence=if_sequence, force=force))
 
     def apply(self, ops: Sequence[Mapping[str, Any]], *, force: bool = False) -> int:
         return self._call(self._publisher.apply(ops, force=force))
