@@ -9,9 +9,17 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The suite mostly waits on real servers (emulator, Azurite, sidecar processes), so
+# it runs in more workers than cores; a test file stays in one worker (its module
+# fixtures start once). PYTEST_WORKERS=0 runs it in this process.
+PYTEST_WORKERS ?= 4
+# Python 3.13 for `make test-py313`, built by .ci/python313.sh (Debian 12 has none).
+PY313 := .tools/python3.13/bin/python3.13
+VENV313 ?= .venv313
+PY313_TESTS ?= tests/core tests/plan tests/emulator tests/eventhubs tests/sources tests/stores
 ARGS ?=
 
-.PHONY: run test install install-test system-packages lint bench bench-quick clean
+.PHONY: run test test-py313 install install-test system-packages lint bench bench-quick clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -43,7 +51,22 @@ lint: install-test
 	$(BIN)/mypy
 
 test: install-test system-packages lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+$(PY313):
+	sh .ci/python313.sh .tools/python3.13
+
+$(VENV313)/.installed-test: pyproject.toml | $(PY313)
+	$(PY313) -m venv $(VENV313)
+	$(VENV313)/bin/python -m pip install -q --upgrade pip
+	$(VENV313)/bin/python -m pip install -q -e '.[test,bench]'
+	touch $@
+
+# CI runs this after `make test`: the pure core and every adapter suite on 3.13,
+# where pyrsistent has no C extension (its pure-Python path).
+test-py313: $(VENV313)/.installed-test system-packages
+	$(VENV313)/bin/python -m bench --python-note
+	$(VENV313)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) $(PY313_TESTS)
 
 bench: install-test system-packages
 	$(BIN)/python -m bench
@@ -52,4 +75,4 @@ bench-quick: install-test system-packages
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) .tools .statepump .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) .tools .statepump .pytest_cache .mypy_cache .ruff_cache

@@ -44,11 +44,11 @@ def pyrsistent_implementation() -> str:
     for some Pythons, so every report says which one it measured.
     """
     try:
-        from pyrsistent import _pvector, pvector
-    except ImportError:
-        return "not installed"
+        from statepump.core.pyrsistent_internals import c_extension
+    except ImportError as refused:  # the C extension on a Python it crashes (see that module)
+        return str(refused)
     version = metadata.version("pyrsistent")
-    if pvector is _pvector.python_pvector:  # pyrsistent falls back to this when pvectorc cannot be imported
+    if not c_extension():
         why = " (PYRSISTENT_NO_C_EXTENSION is set)" if os.environ.get("PYRSISTENT_NO_C_EXTENSION") else ""
         return f"pyrsistent {version}, pure Python: no C extension{why}"
     return f"pyrsistent {version} with its C extension (pvectorc); PMap itself is Python code over it"

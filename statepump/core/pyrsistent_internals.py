@@ -24,13 +24,47 @@ module touches ``_buckets`` or builds a ``PMap`` from buckets.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from itertools import chain
 from typing import Any
 
-from pyrsistent import PMap, PVector, pmap, pvector
+from pyrsistent import PMap, PVector, _pvector, pmap, pvector
 
 _PMAP_TYPE: type = type(pmap())
+
+
+def c_extension() -> bool:
+    """Whether pyrsistent's vectors are its C extension (``pvectorc``) or its pure-Python fallback.
+
+    >>> isinstance(c_extension(), bool)
+    True
+    """
+    return pvector is not _pvector.python_pvector
+
+
+def c_extension_crashes(python: tuple[int, ...], with_c_extension: bool) -> bool:
+    """Whether pyrsistent 0.20's C extension is known to crash the process on ``python``.
+
+    pyrsistent 0.20.0 publishes no compiled wheel for Python 3.13, and the one its
+    sdist builds there segfaults at once: ``pvector().evolver().extend([1])`` kills
+    the interpreter (measured on CPython 3.13.5; pyrsistent's own pure-Python
+    vectors run the whole suite). The fold and the snapshot codec extend evolvers on
+    every batch, so such a pump would die on its first catch-up.
+
+    >>> c_extension_crashes((3, 13, 5), True), c_extension_crashes((3, 11, 7), True)
+    (True, False)
+    """
+    return with_c_extension and python >= (3, 13)
+
+
+if c_extension_crashes(sys.version_info[:3], c_extension()):
+    raise ImportError(
+        "pyrsistent 0.20's C extension (pvectorc) crashes Python 3.13 (a pvector evolver's extend "
+        "segfaults), so statepump will not run on it: reinstall pyrsistent's pure-Python wheel "
+        "(pip install --force-reinstall --only-binary pyrsistent 'pyrsistent==0.20.0') "
+        "or set PYRSISTENT_NO_C_EXTENSION=1"
+    )
 
 
 def map_set(node: PMap[Any, Any], key: object, value: object) -> PMap[Any, Any]:
