@@ -59,10 +59,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: A run of sends reads the partition's count once a send, not twice: the count after one send stands
-#: for the count before the next for this long (another writer in between only makes a send read back).
-REUSE_COUNT_SECONDS = 1.0
-
 __all__ = ["Publisher", "Refused", "SyncPublisher"]
 
 
@@ -171,7 +167,6 @@ class Publisher:
                 partition=self.partition,
                 properties=self.properties,
                 management=self._management,
-                reuse_within=REUSE_COUNT_SECONDS,
             )
 
     async def check(self, bodies: Sequence[bytes]) -> None:

@@ -78,10 +78,9 @@ def run(size: Size) -> Figure:
         (
             f"{rounds} rounds of {per_round:,} sends each, after 20 warm-up sends; each send awaited before the "
             "next, each returned its exact sequence number.",
-            "A send in a run is two round trips to the hub: the send, and the partition's count after it on the "
-            "held management link, which also stands for the next send's count before (for up to 1 s; a lone send "
-            "reads it first). The counts prove which numbers the hub gave; another writer in between makes the "
-            "send read its events back instead.",
+            "A send is three round trips to the hub: the partition's count on the held management link (while the "
+            "batch is built), the send, and the count again (the counts prove which numbers the hub gave; another "
+            "writer in between makes the send read its events back instead).",
         ),
         floor=f"the SDK's `send_batch` on an open producer: p50 {f50.median:,.2f} ms, p99 {f99.median:,.2f} ms",
     )

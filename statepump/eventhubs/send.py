@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -98,18 +97,12 @@ async def send_on(
     properties: Mapping[str, str] | None = None,
     timeout: float = 60.0,
     management: ManagementLink | None = None,
-    reuse_within: float = 0.0,
 ) -> list[int]:
     """:func:`send_events` on an open ``producer`` of ``endpoint`` (``statepump.Publisher`` keeps one open).
 
     The partitions' counts before and after are read on ``management``, a
     management link of ``producer`` held open (``Publisher`` keeps one for
     its life); without it, one is opened for this send and closed after.
-    A count read on that link less than ``reuse_within`` seconds ago stands
-    for the one before (the previous send's count after, in a run of sends):
-    any earlier count is a true "before", counts only grow, and events of
-    other writers since then only send this one to reading its events back.
-    The bound keeps that read-back short.
     """
     if not bodies:
         return []
@@ -125,7 +118,6 @@ async def send_on(
                 properties=properties,
                 timeout=timeout,
                 management=link,
-                reuse_within=reuse_within,
             )
         finally:
             await link.close()
@@ -133,14 +125,10 @@ async def send_on(
     try:
         async with asyncio.timeout(timeout):
             candidates = [partition] if partition is not None else await producer.get_partition_ids()
-            recent = _recent_counts(management, candidates, reuse_within)
-            if recent is not None:
-                batches, before = await _pack(producer, bodies, tag, partition, partition_key, properties or {}), recent
-            else:
-                batches, before = await asyncio.gather(
-                    _pack(producer, bodies, tag, partition, partition_key, properties or {}),
-                    _last_sequences(management, candidates),
-                )
+            batches, before = await asyncio.gather(
+                _pack(producer, bodies, tag, partition, partition_key, properties or {}),
+                _last_sequences(management, candidates),
+            )
             for batch in batches:
                 await producer.send_batch(batch)
             after = await _last_sequences(management, candidates)
@@ -230,17 +218,6 @@ async def _pack(
 async def _last_sequences(link: ManagementLink, partitions: Sequence[str]) -> dict[str, int]:
     numbers = [await link.last_enqueued_sequence_number(p) for p in partitions]  # one link: one request at a time
     return dict(zip(partitions, numbers, strict=True))
-
-
-def _recent_counts(link: ManagementLink, partitions: Sequence[str], within: float) -> dict[str, int] | None:
-    """The counts ``link`` read less than ``within`` seconds ago, if it has one for every partition."""
-    if within <= 0:
-        return None
-    now = time.monotonic()
-    found = {p: link.readings.get(p) for p in partitions}
-    if any(reading is None or now - reading[1] >= within for reading in found.values()):
-        return None
-    return {p: reading[0] for p, reading in found.items() if reading is not None}
 
 
 def sequence_numbers_by_count(count: int, before: Mapping[str, int], after: Mapping[str, int]) -> dict[int, int] | None:

@@ -429,8 +429,6 @@ class ManagementLink:
         self._auth: Any = None
         self._mgmt: Any = None
         self._lock = asyncio.Lock()
-        #: partition -> (its last enqueued sequence number, ``time.monotonic()`` when the answer came).
-        self.readings: dict[str, tuple[int, float]] = {}
 
     async def _open(self) -> Any:
         client = self._client
@@ -482,9 +480,7 @@ class ManagementLink:
                     await self.close()
                     if attempt == 2:
                         raise await _SDK._handle_exception_async(exc, self._client, is_consumer=True) from None
-        number = int(info[b"last_enqueued_sequence_number"])
-        self.readings[partition] = (number, time.monotonic())
-        return number
+        return int(info[b"last_enqueued_sequence_number"])
 
     async def close(self) -> None:
         mgmt, self._mgmt, self._auth = self._mgmt, None, None
