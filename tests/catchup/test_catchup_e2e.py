@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -72,6 +73,18 @@ class World:
                 partition="0",
             )
             assert numbers == list(range(lo, min(stop, lo + 2000)))
+
+    async def close_window(self) -> None:
+        """Flush Capture into a file of its own. Files are named by the second their window opened,
+        and the emulator merges two windows opened in the same second into one file (as a name
+        collision must), so with sends this fast, wait for the clock to reach the next second."""
+        capturer = self.emulator.capturer
+        assert capturer is not None
+        opened = capturer.window_opened.replace(microsecond=0)
+        async with asyncio.timeout(5):
+            while datetime.now(UTC).replace(microsecond=0) <= opened:  # polled: the clock is the condition
+                await asyncio.sleep(0.02)
+        await self.emulator.flush_capture()
 
     async def snapshot(self, at: int) -> None:
         events = [Event("0", i, str(i), T0, None, {}, body(i)) for i in range(at + 1)]
@@ -139,11 +152,11 @@ async def test_b_retention_past_the_snapshot_reads_capture_then_flips_to_the_hub
 
 async def test_c_missing_capture_files_are_an_exact_gap_and_the_pump_is_not_ready(world: World) -> None:
     await world.send(0, 2000)
-    await world.emulator.flush_capture()
+    await world.close_window()
     await world.send(2000, 4000)
-    await world.emulator.flush_capture()
+    await world.close_window()
     await world.send(4000, 6001)
-    await world.emulator.flush_capture()
+    await world.close_window()
     names = await world.capture_names()
     assert len(names) == 3
     async with ContainerClient.from_connection_string(world.azurite.connection_string, world.container) as c:
