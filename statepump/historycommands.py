@@ -121,16 +121,13 @@ def watch_command(socket_path: str | Path, path: str = "") -> int:
     away = False
     while True:
         try:
-            first = True
             for sequence, value in client.watch(path, idle_timeout=60.0):
                 if away:
                     print("statepump watch: reconnected", file=sys.stderr, flush=True)
                     away = False
-                # A stream starts with the current value: after a reconnect, that is no change
-                # unless it differs from the last one printed.
-                again = first and last > -2 and value == last_value
-                first = False
-                if sequence <= last or again:
+                # A stream starts with the current value, which after a reconnect is usually the
+                # one printed last; and a version may leave the value as it was. Neither is a change.
+                if sequence <= last or (last > -2 and value == last_value):
                     last = max(last, sequence)
                     continue
                 last, last_value = sequence, value
