@@ -12,10 +12,7 @@ from the older snapshot, one from the snapshotter's new snapshot, and a sidecar 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,33 +20,16 @@ import pytest
 
 from devservices.emulator import EmulatorProcess
 from tests.reliability.replay import send
-from tests.reliability.sidecar import Sidecar, clean_environment
+from tests.reliability.sidecar import Sidecar, run_module
 
 pytestmark = pytest.mark.emulator
 
-REPO = Path(__file__).resolve().parents[2]
 REDUCER = ["--reducer", "tests.fleet.poisonous:poisonous"]
 POISON_AT = 5
 
 
 def set_event(path: str, value: int) -> bytes:
     return json.dumps({"op": "set", "path": path, "value": value}).encode()
-
-
-def environment() -> dict[str, str]:
-    return {**clean_environment(), "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
-
-def command(module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environment(),
-        cwd=REPO,
-        check=False,
-    )
 
 
 def test_one_skip_releases_two_sidecars_and_the_snapshotter_and_every_replay_agrees(
@@ -61,7 +41,7 @@ def test_one_skip_releases_two_sidecars_and_the_snapshotter_and_every_replay_agr
     snapshotter = [*cs, *REDUCER, "--snapshot-dir", str(snapshots)]
 
     send(hub.connection_string, [set_event(f"k{i}", i) for i in range(POISON_AT)])  # 0..4
-    first = command("snapshotter", *snapshotter)
+    first = run_module("snapshotter", *snapshotter)
     assert first.returncode == 0, first.stderr
     shutil.copytree(snapshots, older)  # a snapshot at 4, older than the poison event
     send(hub.connection_string, [b'{"op": "set", "path": "boom", "value": 1}'])  # 5: poison for this reducer
@@ -79,7 +59,7 @@ def test_one_skip_releases_two_sidecars_and_the_snapshotter_and_every_replay_agr
         car.wait_status(lambda s: s["halted_on_poison"]["read_through"] == 8, "reading on to the hub's end")
         assert car.state() == {f"k{i}": i for i in range(POISON_AT)}
     assert from_older.status()["snapshot_sequence"] == POISON_AT - 1
-    stopped = command("snapshotter", *snapshotter)
+    stopped = run_module("snapshotter", *snapshotter)
     assert stopped.returncode == 1 and "poison event 5" in stopped.stderr, stopped.stderr
 
     # Issue 18: a restart that stops again at the same event says so in one short line.
@@ -99,15 +79,15 @@ def test_one_skip_releases_two_sidecars_and_the_snapshotter_and_every_replay_agr
         (["50"], "event 50 is not in the log yet (its last event is 8)"),
         (["3", *sidecar], "event 3 was already folded past by the sidecar (it is at 4, stopped at poison event 5)"),
     ):
-        refused = command("statepump", "skip", *args, "--reason", "bad push", *cs, *elsewhere)
+        refused = run_module("statepump", "skip", *args, "--reason", "bad push", *cs, *elsewhere)
         assert refused.returncode == 2 and refused.stdout == "", refused
         assert refused.stderr.count("\n") == 1 and words in refused.stderr, refused.stderr
         assert "nothing was sent (--force sends it anyway)" in refused.stderr
-    empty = command("statepump", "skip", "5", "--reason", " ", *cs, *elsewhere)
+    empty = run_module("statepump", "skip", "5", "--reason", " ", *cs, *elsewhere)
     assert empty.returncode == 2 and empty.stderr.count("\n") == 1 and "--reason" in empty.stderr, empty.stderr
 
     # --- one command releases them all ----------------------------------------------------------------
-    released = command("statepump", "skip", "5", "--reason", "bad push", *cs, *sidecar)
+    released = run_module("statepump", "skip", "5", "--reason", "bad push", *cs, *sidecar)
     assert released.returncode == 0, released.stderr
     assert released.stdout.strip() == "9"  # the next number: none of the refusals above sent anything
     send(hub.connection_string, [set_event("after", 10)])  # 10
@@ -126,7 +106,7 @@ def test_one_skip_releases_two_sidecars_and_the_snapshotter_and_every_replay_agr
     event = json.loads(body)
     assert code == 200 and (event["outcome"], event["reason"]) == ("control", "skip of event 5 requested: bad push")
     assert event["properties"]["statepump-control"] == "skip"
-    written = command("snapshotter", *snapshotter)
+    written = run_module("snapshotter", *snapshotter)
     assert written.returncode == 0, written.stderr
     for car in (scratch, from_older):
         assert car.terminate() == 0

@@ -12,9 +12,6 @@ applied, with its operations and the event it went back to.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,28 +19,10 @@ import pytest
 
 from devservices.emulator import EmulatorProcess
 from tests.reliability.replay import send
-from tests.reliability.sidecar import Sidecar, clean_environment
+from tests.reliability.sidecar import Sidecar, run_module
 
 pytestmark = pytest.mark.emulator
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def environment() -> dict[str, str]:
-    return {**clean_environment(), "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
-
-def run(module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environment(),
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,  # no terminal, as in a script or CI
-        check=False,
-    )
 
 
 def history() -> list[bytes]:
@@ -64,7 +43,7 @@ def test_revert_restores_the_value_at_n_on_every_node_and_is_itself_an_event(
     snapshots = tmp_path / "snapshots"
     events = history()
     send(hub.connection_string, events[:9])  # 0..8
-    written = run("snapshotter", *cs, "--snapshot-dir", str(snapshots))
+    written = run_module("snapshotter", *cs, "--snapshot-dir", str(snapshots))
     assert written.returncode == 0, written.stderr
     send(hub.connection_string, events[9:])  # 9..19
     last = len(events) - 1
@@ -80,14 +59,14 @@ def test_revert_restores_the_value_at_n_on_every_node_and_is_itself_an_event(
 
     elsewhere = ["--data-dir", str(tmp_path / "cli")]  # not the repository's .statepump/ of `make run`
     revert = ["revert", "--to", "6", "markup/tshirt", *cs, *elsewhere, "--socket", str(fresh.socket)]
-    asked = run("statepump", *revert)
+    asked = run_module("statepump", *revert)
     assert asked.returncode == 2, asked
     assert asked.stderr.count("\n") == 1 and "add --yes" in asked.stderr and "nothing was sent" in asked.stderr
     assert "set markup/tshirt = 0.04 (if unchanged since 19)" in asked.stdout  # what it would have sent
     assert "test markup/tshirt == 0.1" in asked.stdout
     assert "rejection, not an overwrite" in asked.stdout
 
-    done = run("statepump", *revert, "--yes", "--wait")
+    done = run_module("statepump", *revert, "--yes", "--wait")
     assert done.returncode == 0, done
     assert done.stdout.splitlines()[-1] == f"applied at {last + 1}"  # the next number: the refusal sent nothing
     for car in (fresh, from_snapshot):
@@ -105,7 +84,7 @@ def test_revert_restores_the_value_at_n_on_every_node_and_is_itself_an_event(
     ]
 
     # Back to event 10, where the delete left nothing: the revert is a delete (and a test of what is there now).
-    gone = run(
+    gone = run_module(
         "statepump",
         "revert",
         "--to",
@@ -124,5 +103,7 @@ def test_revert_restores_the_value_at_n_on_every_node_and_is_itself_an_event(
     for car in (fresh, from_snapshot):
         car.wait_status(lambda s: s["sequence"] == last + 2, "the second revert")
         assert car.state()["markup"] == {}
-    same = run("statepump", "revert", "--to", "10", "markup/tshirt", *cs, *elsewhere, "--socket", str(fresh.socket))
+    same = run_module(
+        "statepump", "revert", "--to", "10", "markup/tshirt", *cs, *elsewhere, "--socket", str(fresh.socket)
+    )
     assert same.returncode == 0 and same.stdout.startswith("nothing to revert: markup/tshirt holds at 21"), same

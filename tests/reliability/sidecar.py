@@ -52,6 +52,24 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("STATEPUMP_")}
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m module args...`` as a user runs it: a clean environment, the repository importable
+    (a test's own reducer module), no terminal on stdin, output captured, the exit code not checked."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**clean_environment(), "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")},
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: Path, timeout: float) -> None:
         super().__init__("statepump", timeout=timeout)
