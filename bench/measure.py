@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -60,6 +60,25 @@ def seconds(
         if i >= warmup:
             values.append(elapsed / 1e9)
     return Stats.of(values)
+
+
+def interleaved(steps: Sequence[Callable[[], object]], *, runs: int, warmup: int = 1) -> list[list[float]]:
+    """Wall times in seconds of each of ``steps``, run in turn in every round, so all see the same machine.
+
+    One list per step, in order, of ``runs`` times each after ``warmup`` unmeasured rounds; each
+    round's times stand side by side, so the lists also give each round's own ratio.
+
+    >>> [len(times) for times in interleaved([lambda: None, lambda: None], runs=3)]
+    [3, 3]
+    """
+    times: list[list[float]] = [[] for _ in steps]
+    for i in range(warmup + runs):
+        for step, into in zip(steps, times, strict=True):
+            started = time.perf_counter_ns()
+            step()
+            if i >= warmup:
+                into.append((time.perf_counter_ns() - started) / 1e9)
+    return times
 
 
 def rss_bytes() -> int:

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import gc
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 from bench import dataset
 from bench.figure import Figure, Size, spread
-from bench.measure import Stats, seconds
+from bench.measure import Stats, interleaved, seconds
 from statepump.core import collector
 from statepump.core.configops import config, decode_body
 from statepump.core.events import Version
@@ -53,21 +51,12 @@ def run(size: Size) -> Figure:
             op = decode_body(event.body)[0]  # the reducer's own JSON reading and checks
             plain[op["path"]] = op["value"]
 
-    timed: list[float] = []
-    timed_per_event: list[float] = []
-    timed_dict: list[float] = []
-    steps: tuple[tuple[Callable[[], None], list[float]], ...] = (
-        (lambda: fold_all(batches, config), timed),
-        (lambda: fold_all(batches, one_at_a_time), timed_per_event),
-        (dict_loop, timed_dict),
-    )
     with collector.paused():
-        for i in range(size.warmup + size.runs):
-            for step, into in steps:
-                started = time.perf_counter_ns()
-                step()
-                if i >= size.warmup:
-                    into.append((time.perf_counter_ns() - started) / 1e9)
+        timed, timed_per_event, timed_dict = interleaved(
+            (lambda: fold_all(batches, config), lambda: fold_all(batches, one_at_a_time), dict_loop),
+            runs=size.runs,
+            warmup=size.warmup,
+        )
     ours = Stats.of(timed).rate(len(events))
     per_event = Stats.of(timed_per_event).rate(len(events))
     anchor = Stats.of(timed_dict).rate(len(events))

@@ -15,13 +15,11 @@ that does not keep it.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from bench import dataset
 from bench.figure import Figure, Size, spread
-from bench.measure import Stats
+from bench.measure import Stats, interleaved
 from statepump.core import collector
 from statepump.core.configops import _ConfigTransient, config, config_reducer
 from statepump.core.events import Version
@@ -79,21 +77,12 @@ def run(size: Size) -> Figure:
             v = result.version
         assert v.sequence == events[-1].sequence
 
-    timed: list[float] = []
-    timed_checked: list[float] = []
-    timed_unrecorded: list[float] = []
-    steps: tuple[tuple[Callable[[], None], list[float]], ...] = (
-        (lambda: fold_all(config), timed),
-        (lambda: fold_all(checked), timed_checked),
-        (lambda: fold_all(unrecorded), timed_unrecorded),
-    )
     with collector.paused():
-        for i in range(size.warmup + size.runs):
-            for step, into in steps:
-                started = time.perf_counter_ns()
-                step()
-                if i >= size.warmup:
-                    into.append((time.perf_counter_ns() - started) / 1e9)
+        timed, timed_checked, timed_unrecorded = interleaved(
+            (lambda: fold_all(config), lambda: fold_all(checked), lambda: fold_all(unrecorded)),
+            runs=size.runs,
+            warmup=size.warmup,
+        )
     plain = Stats.of(timed).rate(len(events))
     ours = Stats.of(timed_checked).rate(len(events))
     bare = Stats.of(timed_unrecorded).rate(len(events))
