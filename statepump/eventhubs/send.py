@@ -106,27 +106,33 @@ async def send_on(
     """
     if not bodies:
         return []
-    if management is None:
-        link = ManagementLink(producer)
-        try:
-            return await send_on(
-                producer,
-                endpoint,
-                bodies,
-                partition=partition,
-                partition_key=partition_key,
-                properties=properties,
-                timeout=timeout,
-                management=link,
-            )
-        finally:
+    link = management if management is not None else ManagementLink(producer)
+    try:
+        return await _send_counted(
+            producer, endpoint, link, bodies, partition, partition_key, properties or {}, timeout
+        )
+    finally:
+        if management is None:
             await link.close()
+
+
+async def _send_counted(
+    producer: EventHubProducerClient,
+    endpoint: HubEndpoint,
+    management: ManagementLink,
+    bodies: Sequence[bytes],
+    partition: str | None,
+    partition_key: str | None,
+    properties: Mapping[str, str],
+    timeout: float,
+) -> list[int]:
+    """:func:`send_on`'s work: the counts before, the batches, the counts after (or a read-back)."""
     tag = uuid.uuid4().hex
     try:
         async with asyncio.timeout(timeout):
             candidates = [partition] if partition is not None else await producer.get_partition_ids()
             batches, before = await asyncio.gather(
-                _pack(producer, bodies, tag, partition, partition_key, properties or {}),
+                _pack(producer, bodies, tag, partition, partition_key, properties),
                 _last_sequences(management, candidates),
             )
             for batch in batches:
